@@ -1,0 +1,247 @@
+"""The Python entry point: ``pyrovae.train(...)`` does what ``scripts/train_svi.py`` does.
+
+>>> run = pyrovae.train(dataset="digits", epochs=20, quiet=True)   # doctest: +SKIP
+>>> run.summary["test_elbo"]                                        # doctest: +SKIP
+"""
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import pyro
+import torch
+from torch import nn
+
+from pyrovae import data as data_lib
+from pyrovae.config import TrainConfig
+from pyrovae.errors import PyrovaeError
+from pyrovae.inference import TensorBatches, Trainer, TrainSettings
+from pyrovae.inference.checkpoint import load_checkpoint
+from pyrovae.models import LIKELIHOODS, ModelSpec, build_guide, build_model
+from pyrovae.run_folder import RunFolder
+
+# Seed of the one-off binarisation of validation and test rows: fixed, so that held-out
+# ELBOs of runs with different --seed are computed on the same binary images.
+HELD_OUT_BINARIZATION_SEED = 20141220
+
+
+@dataclass
+class PreparedData:
+    """The arrays a run trains and evaluates on, after validation split and binarisation."""
+
+    dataset: data_lib.Dataset
+    likelihood: str
+    x_train: torch.Tensor  # (n_train, D) as the model sees it (before dynamic binarisation)
+    y_train: torch.Tensor | None
+    x_val: torch.Tensor  # (n_val, D)
+    y_val: torch.Tensor | None
+    x_test: torch.Tensor  # (n_test, D)
+    y_test: torch.Tensor | None
+    dynamic_binarization: bool
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run: the pair, its data and what was measured."""
+
+    config: TrainConfig
+    model: nn.Module
+    guide: nn.Module
+    data: PreparedData
+    history: list[dict]
+    summary: dict
+    folder: RunFolder
+
+
+def _choose_likelihood(config: TrainConfig, dataset: data_lib.Dataset) -> str:
+    name = config.likelihood or ("bernoulli" if dataset.support == "unit" else "gaussian")
+    if name not in LIKELIHOODS:
+        raise PyrovaeError(
+            f"unknown likelihood {name!r}; choose one of {', '.join(sorted(LIKELIHOODS))}"
+        )
+    return name
+
+
+def _is_binary(x: torch.Tensor) -> bool:
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Load ``config.dataset``, check it suits the likelihood, split off validation rows."""
+    dataset = data_lib.load_dataset(
+        config.dataset, config.data_root, spiral_noise=config.spiral_noise
+    )
+    likelihood = _choose_likelihood(config, dataset)
+    x_train, y_train, x_val, y_val = data_lib.split_validation(
+        dataset.x_train, dataset.y_train, config.val_fraction, config.seed
+    )
+    x_test, y_test = dataset.x_test, dataset.y_test
+    dynamic = False
+    if likelihood != "gaussian":
+        for name, x in (("x_train", dataset.x_train), ("x_test", x_test)):
+            data_lib.check_data(x, name=name, support="unit", likelihood=likelihood)
+    if likelihood == "bernoulli" and not _is_binary(dataset.x_train):
+        if config.binarize == "threshold":
+            x_train, x_val, x_test = ((x > 0.5).to(x.dtype) for x in (x_train, x_val, x_test))
+        elif config.binarize == "dynamic":
+            dynamic = True
+            generator = torch.Generator().manual_seed(HELD_OUT_BINARIZATION_SEED)
+            x_val = data_lib.binarize(x_val, generator)
+            x_test = data_lib.binarize(x_test, generator)
+        elif not config.grey_bernoulli:
+            raise PyrovaeError(
+                f"{dataset.name} has grey levels but the bernoulli likelihood scores only 0/1 "
+                "pixels; use --binarize dynamic, --likelihood continuous-bernoulli, or "
+                "--grey-bernoulli to score grey levels anyway (not a normalised likelihood)"
+            )
+    return PreparedData(
+        dataset, likelihood, x_train, y_train, x_val, y_val, x_test, y_test, dynamic
+    )
+
+
+def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
+    dataset = data.dataset
+    latent_dim = config.latent_dim or (1 if dataset.name == "spiral" else 10)
+    return ModelSpec(
+        x_dim=dataset.x_dim,
+        latent_dim=latent_dim,
+        hidden=config.hidden,
+        likelihood=data.likelihood,
+        gaussian_scale=config.gaussian_scale,
+        grey_bernoulli=config.grey_bernoulli,
+        num_classes=dataset.num_classes,
+        num_data=data.x_train.shape[0],
+        image_shape=dataset.image_shape,
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PyrovaeError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def _settings(config: TrainConfig) -> TrainSettings:
+    return TrainSettings(
+        epochs=config.epochs,
+        lr=config.lr,
+        optimizer=config.optimizer,
+        elbo=config.elbo,
+        num_particles=config.num_particles,
+        beta=config.beta,
+        anneal_epochs=config.anneal_epochs,
+        clip_norm=config.clip_norm,
+        patience=config.patience or None,
+        eval_batch_size=config.eval_batch_size,
+        quiet=config.quiet,
+    )
+
+
+def _default_out(config: TrainConfig) -> Path:
+    model = config.model.replace(":", "-").replace(".", "-")
+    dataset = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{dataset}-{stamp}"
+
+
+def build(config: TrainConfig):
+    """Seed, load the data and build ``(data, spec, model, guide, device)`` for ``config``."""
+    pyro.set_rng_seed(config.seed)
+    pyro.clear_param_store()
+    data = prepare_data(config)
+    spec = model_spec(config, data)
+    device = resolve_device(config.device)
+    model = build_model(config.model, spec)
+    guide = build_guide(config.guide, spec, model)
+    for program in (model, guide):
+        if isinstance(program, nn.Module):
+            program.to(device)
+    return data, spec, model, guide, device
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **options) -> Run:
+    """Train a model/guide pair and write its run folder.
+
+    :param config: a :class:`TrainConfig`; keyword ``options`` override its fields
+        (``train(epochs=5, dataset="spiral")``).
+    :param resume: a run folder to continue: its ``config.json`` is used (``epochs`` and
+        ``quiet`` may be overridden) and training goes on from its checkpoint.
+    """
+    if resume is not None:
+        folder = RunFolder(resume)
+        config = replace(folder.read_config(), **options)
+    else:
+        config = replace(config or TrainConfig(), **options)
+        folder = RunFolder(config.out or _default_out(config))
+        config = replace(config, out=str(folder.path))
+    data, spec, model, guide, device = build(config)
+    batches = TensorBatches(
+        data.x_train.to(device),
+        config.batch_size,
+        seed=config.seed,
+        transform=data_lib.binarize if data.dynamic_binarization else None,
+    )
+    trainer = Trainer(
+        model,
+        guide,
+        batches,
+        _settings(config),
+        val_x=data.x_val.to(device) if data.x_val.shape[0] else None,
+        test_x=data.x_test.to(device),
+        checkpoint_path=folder.checkpoint,
+        on_epoch=folder.write_metrics,
+    )
+    if resume is not None:
+        if not trainer.resume():
+            raise PyrovaeError(f"{folder.path} has no checkpoint.pt to resume from")
+    else:
+        folder.create(config)
+    history = trainer.fit()
+    summary = _summary(config, data, spec, model, guide, trainer, history)
+    folder.write_summary(summary)
+    folder.write_figures(model, guide, data)
+    return Run(config, model, guide, data, history, summary, folder)
+
+
+def _summary(config, data, spec, model, guide, trainer, history) -> dict:
+    final = history[-1] if history else {}
+    best_epoch = trainer.best["epoch"]
+    chosen = history[best_epoch - 1] if best_epoch else final
+    n_params = sum(p.numel() for p in trainer.parameters)
+    return {
+        "model": config.model,
+        "guide": config.guide or getattr(model, "default_guide", None),
+        "dataset": data.dataset.name,
+        "likelihood": data.likelihood,
+        "elbo": config.elbo,
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "stopped_early": trainer.stopped_early,
+        "seconds": sum(row["seconds"] + row["eval_seconds"] for row in history),
+        "train_elbo": chosen.get("train_elbo", math.nan),
+        "val_elbo": chosen.get("val_elbo", math.nan),
+        "test_elbo": chosen.get("test_elbo", math.nan),
+        "latent_dim": spec.latent_dim,
+        "num_parameters": n_params,
+        "num_train": int(data.x_train.shape[0]),
+        "num_val": int(data.x_val.shape[0]),
+        "num_test": int(data.x_test.shape[0]),
+        "units": "nats per example (higher is better)",
+        "versions": {"pyro": pyro.__version__, "torch": torch.__version__},
+    }
+
+
+def load_run(path: str | Path, device: str = "cpu") -> Run:
+    """Rebuild the model and guide of a run folder from its config and checkpoint."""
+    folder = RunFolder(path)
+    config = replace(folder.read_config(), device=device)
+    data, spec, model, guide, _ = build(config)
+    state = load_checkpoint(folder.checkpoint, map_location=device)
+    best = state["best"]
+    model.load_state_dict(best["model"] if best["epoch"] else state["model"])
+    guide.load_state_dict(best["guide"] if best["epoch"] else state["guide"])
+    summary = folder.read_summary()
+    return Run(config, model, guide, data, list(state["history"]), summary, folder)

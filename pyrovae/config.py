@@ -1,0 +1,125 @@
+"""Every option of a training run, in one dataclass shared by the Python API and the CLI.
+
+``scripts/train_svi.py`` builds its argument parser from these fields, so each CLI flag
+(``--batch-size``) is the field (``batch_size``) of the same name and help text.
+"""
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from pyrovae.errors import PyrovaeError
+
+
+def option(default, help: str, **argparse_kwargs):
+    """A dataclass field carrying its command-line help (and argparse extras)."""
+    kwargs = {"default_factory": default} if callable(default) else {"default": default}
+    return field(metadata={"help": help, **argparse_kwargs}, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    """A complete, JSON-serialisable description of a training run."""
+
+    model: str = option("vae", "registered model name or package.module:attr of your own factory")
+    guide: str | None = option(
+        None, "registered guide name or package.module:attr; default: the model's own"
+    )
+    dataset: str = option(
+        "digits",
+        "digits (embedded, no network), mnist, fashion-mnist, spiral, or a path to a .npz "
+        "with x_train, x_test (and optional y_train, y_test)",
+    )
+    data_root: str | None = option(None, "folder with the IDX files of mnist/fashion-mnist")
+    epochs: int = option(200, "number of passes over the training data")
+    batch_size: int = option(128, "examples per SVI step")
+    lr: float = option(1e-3, "learning rate")
+    optimizer: str = option("adam", "torch optimiser: adam, adamw, rmsprop or sgd")
+    latent_dim: int | None = option(None, "dimension of z (default: 10, or 1 for spiral)")
+    hidden: tuple[int, ...] = option(
+        (256,), "hidden-layer widths of the encoder (the decoder mirrors them)", nargs="*"
+    )
+    likelihood: str | None = option(
+        None,
+        "p(x|z): bernoulli, continuous-bernoulli or gaussian "
+        "(default: bernoulli for data in [0, 1], gaussian otherwise)",
+    )
+    binarize: str = option(
+        "dynamic",
+        "for the bernoulli likelihood on grey levels: dynamic (resample every batch), "
+        "threshold (x > 0.5) or none",
+        choices=("dynamic", "threshold", "none"),
+    )
+    grey_bernoulli: bool = option(
+        False,
+        "with --binarize none: score grey levels under a Bernoulli anyway "
+        "(as Pyro's example does; not a normalised likelihood)",
+    )
+    gaussian_scale: float | None = option(
+        None, "fixed sigma of the gaussian likelihood (default: learned per dimension)"
+    )
+    elbo: str = option(
+        "trace", "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum"
+    )
+    num_particles: int = option(1, "samples of z per example in each ELBO estimate")
+    beta: float = option(1.0, "weight of the KL term (1: the ELBO; other: a beta-VAE)")
+    anneal_epochs: float = option(0.0, "epochs of linear KL warm-up from ~0 to --beta")
+    clip_norm: float | None = option(None, "clip the gradient norm to this value")
+    patience: int | None = option(
+        30, "stop after this many epochs without a better validation ELBO (0: never)"
+    )
+    val_fraction: float = option(
+        0.1, "fraction of the training rows held out for validation (early stopping)"
+    )
+    eval_batch_size: int = option(10_000, "rows per evaluation batch")
+    spiral_noise: float = option(0.05, "noise level of the spiral data set")
+    seed: int = option(0, "random seed: same seed, same run")
+    device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    out: str | None = option(None, "run folder (default: runs/<model>-<dataset>-<timestamp>)")
+    quiet: bool = option(False, "no progress bar or per-epoch lines")
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if any(h < 1 for h in self.hidden):
+            raise PyrovaeError(f"--hidden sizes must be positive, got {list(self.hidden)}")
+        if self.batch_size < 1:
+            raise PyrovaeError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.latent_dim is not None and self.latent_dim < 1:
+            raise PyrovaeError(f"--latent-dim must be at least 1, got {self.latent_dim}")
+        if not 0 <= self.val_fraction < 1:
+            raise PyrovaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise PyrovaeError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise PyrovaeError(f"unknown config keys {sorted(unknown)}; is this a pyrovae run?")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            return cls.from_json(json.loads(path.read_text()))
+        except FileNotFoundError as exc:
+            raise PyrovaeError(
+                f"no config.json in {path.parent}; is it a pyrovae run folder?"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise PyrovaeError(
+                f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from exc
+
+
+def defaults() -> dict:
+    """Field name -> default value."""
+    return {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(TrainConfig)
+    }

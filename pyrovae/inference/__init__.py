@@ -1,0 +1,28 @@
+"""Inference: the SVI runner, ELBO choices, evaluation and posterior views."""
+
+from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
+from pyrovae.inference.batches import TensorBatches
+from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.inference.elbos import ELBOS, build_elbos
+from pyrovae.inference.evaluate import evaluate_elbo
+from pyrovae.inference.posterior import check_sites, decode, encode, reconstruct, sample_prior
+from pyrovae.inference.runner import OPTIMIZERS, Trainer, TrainSettings
+
+__all__ = [
+    "ELBOS",
+    "LatentScaleMessenger",
+    "OPTIMIZERS",
+    "TensorBatches",
+    "TrainSettings",
+    "Trainer",
+    "beta_schedule",
+    "build_elbos",
+    "check_sites",
+    "decode",
+    "encode",
+    "evaluate_elbo",
+    "load_checkpoint",
+    "reconstruct",
+    "sample_prior",
+    "save_checkpoint",
+]

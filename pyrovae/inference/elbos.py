@@ -1,0 +1,54 @@
+"""The ELBO estimators the runner can train with, by name."""
+
+import pyro.infer as infer
+
+from pyrovae.errors import PyrovaeError
+
+# name -> (training estimator, evaluation estimator). JIT variants compile the loss once;
+# evaluation uses the plain twin so that it can run under ``torch.no_grad``.
+ELBOS = {
+    "trace": (infer.Trace_ELBO, infer.Trace_ELBO),
+    "meanfield": (infer.TraceMeanField_ELBO, infer.TraceMeanField_ELBO),
+    "tracegraph": (infer.TraceGraph_ELBO, infer.TraceGraph_ELBO),
+    "enum": (infer.TraceEnum_ELBO, infer.TraceEnum_ELBO),
+    "jit-trace": (infer.JitTrace_ELBO, infer.Trace_ELBO),
+    "jit-meanfield": (infer.JitTraceMeanField_ELBO, infer.TraceMeanField_ELBO),
+    "jit-enum": (infer.JitTraceEnum_ELBO, infer.TraceEnum_ELBO),
+}
+# Pyro's class names are accepted too: ``--elbo Trace_ELBO`` is ``--elbo trace``.
+ALIASES = {train.__name__.lower(): name for name, (train, _) in ELBOS.items()}
+
+
+def canonical_elbo_name(name: str) -> str:
+    key = name.lower()
+    key = ALIASES.get(key, key)
+    if key not in ELBOS:
+        raise PyrovaeError(
+            f"unknown ELBO {name!r}; choose one of {', '.join(ELBOS)} (or Pyro's class names, "
+            "e.g. Trace_ELBO)"
+        )
+    return key
+
+
+def build_elbos(
+    name: str, *, num_particles: int = 1, max_plate_nesting: int = 1, vectorize: bool = True
+) -> tuple[infer.ELBO, infer.ELBO]:
+    """``(train_elbo, eval_elbo)`` for the estimator ``name``.
+
+    :param num_particles: samples of z per data point in each estimate.
+    :param max_plate_nesting: plates the model nests (1 for ``pyro.plate("data")``).
+    :param vectorize: draw the particles in one vectorised pass instead of a Python loop.
+    """
+    if num_particles < 1:
+        raise PyrovaeError(f"--num-particles must be at least 1, got {num_particles}")
+    train_cls, eval_cls = ELBOS[canonical_elbo_name(name)]
+    options = dict(
+        num_particles=num_particles,
+        max_plate_nesting=max_plate_nesting,
+        vectorize_particles=vectorize and num_particles > 1,
+    )
+    return train_cls(**options), eval_cls(**options)
+
+
+def is_jit(name: str) -> bool:
+    return canonical_elbo_name(name).startswith("jit-")

@@ -1,0 +1,98 @@
+"""Model-agnostic views of a trained pair, built from Pyro's effect handlers.
+
+These work for any model/guide following the contract (``model(x)``, ``guide(x)``,
+per-datapoint sites in ``pyro.plate("data")``): the latent and observation sites are
+found by tracing, or read from the model's ``latent_site`` / ``obs_site`` attributes.
+"""
+
+import pyro.poutine as poutine
+import torch
+
+from pyrovae.errors import PyrovaeError
+
+
+def _sample_sites(trace, observed: bool) -> list[str]:
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and site["is_observed"] == observed
+    ]
+
+
+def check_sites(model, guide, *args) -> list[str]:
+    """Trace both programs on ``args`` and return the latent site names they share.
+
+    Raises a one-line error when the guide samples a site the model lacks, or the model
+    has a latent site the guide does not sample (Pyro would silently draw it from the
+    prior, which is rarely what the author meant).
+    """
+    guide_trace = poutine.trace(guide).get_trace(*args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    in_guide = set(_sample_sites(guide_trace, observed=False))
+    in_model = set(_sample_sites(model_trace, observed=False))
+    if in_guide - in_model:
+        raise PyrovaeError(
+            f"the guide samples {sorted(in_guide - in_model)} but the model has no such latent "
+            f"site (model latents: {sorted(in_model)}); give the sites matching names"
+        )
+    if in_model - in_guide:
+        raise PyrovaeError(
+            f"the model's latent sites {sorted(in_model - in_guide)} are not sampled by the "
+            f"guide (guide samples: {sorted(in_guide)}); give the sites matching names"
+        )
+    return _sample_sites(guide_trace, observed=False)
+
+
+def latent_site(model, guide, x: torch.Tensor) -> str:
+    """The name of the (first) latent site: ``model.latent_site`` or found by tracing."""
+    name = getattr(model, "latent_site", None)
+    if name is None:
+        name = _sample_sites(poutine.trace(guide).get_trace(x), observed=False)[0]
+    return name
+
+
+def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondition=False):
+    """Trace ``model(x)`` (conditioned on ``data``) and return the distribution of x."""
+    fn = poutine.condition(model, data=data or {})
+    if uncondition:
+        fn = poutine.uncondition(fn)
+    trace = poutine.trace(fn).get_trace(x)
+    name = getattr(model, "obs_site", None)
+    if name is None:
+        candidates = [
+            n
+            for n, s in trace.nodes.items()
+            if s["type"] == "sample" and s.get("is_observed") and s["value"].shape == x.shape
+        ]
+        if not candidates:
+            raise PyrovaeError("the model has no observed site for x; observe x with obs=x")
+        name = candidates[-1]
+    return trace.nodes[name]["fn"]
+
+
+@torch.no_grad()
+def encode(model, guide, x: torch.Tensor) -> torch.Tensor:
+    """Posterior means ``E_q[z | x]``: ``x: (n, D)`` -> ``(n, k)``."""
+    site = latent_site(model, guide, x)
+    return poutine.trace(guide).get_trace(x).nodes[site]["fn"].mean
+
+
+@torch.no_grad()
+def decode(model, z: torch.Tensor, site: str, x_dim: int) -> torch.Tensor:
+    """Decoder means ``E[x | z]``: ``z: (n, k)`` -> ``(n, D)``."""
+    x_template = z.new_zeros(z.shape[0], x_dim)
+    return _obs_distribution(model, x_template, {site: z}).mean
+
+
+@torch.no_grad()
+def reconstruct(model, guide, x: torch.Tensor) -> torch.Tensor:
+    """``E[x | z = E_q[z|x]]``: the decoder mean at the posterior mean, ``(n, D)``."""
+    site = latent_site(model, guide, x)
+    return decode(model, encode(model, guide, x), site, x.shape[-1])
+
+
+@torch.no_grad()
+def sample_prior(model, num_samples: int, x_dim: int, device=None) -> torch.Tensor:
+    """Decoder means ``E[x | z]`` for ``z ~ p(z)``: ``(num_samples, D)``."""
+    x_template = torch.zeros(num_samples, x_dim, device=device)
+    return _obs_distribution(model, x_template, uncondition=True).mean

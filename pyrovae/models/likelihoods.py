@@ -1,0 +1,104 @@
+"""Observation models p(x | decoder output) for the decoders.
+
+Each likelihood is a small ``nn.Module`` that turns the decoder's raw output
+``(batch, D)`` into a Pyro distribution with event shape ``(D,)``. It also says
+which data it can score (``support``), so bad data are caught before training.
+"""
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+
+
+class Bernoulli(nn.Module):
+    """Bernoulli pixels: ``x_d ~ Bernoulli(sigmoid(logits_d))`` for binary x in {0, 1}.
+
+    ``allow_grey=True`` scores grey levels in [0, 1] with the same formula, as Pyro's VAE
+    example does. That is a cross-entropy, not a normalised likelihood of grey-level data,
+    so the resulting "ELBO" is not a bound on any log-likelihood; use it only knowingly.
+    """
+
+    support = "binary"
+
+    def __init__(self, x_dim: int, allow_grey: bool = False):
+        super().__init__()
+        self.allow_grey = allow_grey
+        if allow_grey:
+            self.support = "unit"
+
+    def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
+        fn = dist.Bernoulli(logits=logits, validate_args=False if self.allow_grey else None)
+        return fn.to_event(1)
+
+
+class ContinuousBernoulli(nn.Module):
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): a normalised density on [0, 1]
+    for grey-level pixels, with the Bernoulli's logits as its parameter."""
+
+    support = "unit"
+
+    def __init__(self, x_dim: int):
+        super().__init__()
+
+    def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
+        # torch's ContinuousBernoulli Taylor-expands its normaliser near p = 1/2 only when
+        # the logits are not exactly 0, so clamp away from the saturated ends for stability.
+        return dist.ContinuousBernoulli(logits=logits.clamp(-15.0, 15.0)).to_event(1)
+
+
+class Gaussian(nn.Module):
+    """Diagonal Gaussian ``x_d ~ Normal(loc_d, sigma_d)`` on real-valued data.
+
+    ``scale=None`` learns one sigma per dimension (floored at ``min_scale``); a number fixes
+    sigma for every dimension. A fixed sigma turns the negative ELBO into
+    ``||x - x_hat||^2 / (2 sigma^2) + KL + const``: the "C * squared error + KL" loss with
+    ``C = 1 / (2 sigma^2)``.
+    """
+
+    support = "real"
+
+    def __init__(self, x_dim: int, scale: float | None = None, min_scale: float = 1e-3):
+        super().__init__()
+        self.min_scale = min_scale
+        if scale is None:
+            # softplus(0.5413) = 1: start at unit scale.
+            self.raw_scale = nn.Parameter(torch.full((x_dim,), 0.5413))
+            self.register_buffer("fixed_scale", None)
+        else:
+            if not scale > 0:
+                raise PyrovaeError(f"--gaussian-scale must be positive, got {scale}")
+            self.raw_scale = None
+            self.register_buffer("fixed_scale", torch.tensor(float(scale)))
+
+    def scale(self) -> torch.Tensor:
+        if self.raw_scale is None:
+            return self.fixed_scale
+        return F.softplus(self.raw_scale) + self.min_scale
+
+    def forward(self, loc: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Normal(loc, self.scale().expand_as(loc)).to_event(1)
+
+
+LIKELIHOODS = {
+    "bernoulli": Bernoulli,
+    "continuous-bernoulli": ContinuousBernoulli,
+    "gaussian": Gaussian,
+}
+
+
+def build_likelihood(
+    name: str, x_dim: int, *, gaussian_scale: float | None = None, grey_bernoulli: bool = False
+) -> nn.Module:
+    """The likelihood module registered as ``name`` for data of width ``x_dim``."""
+    if name not in LIKELIHOODS:
+        raise PyrovaeError(
+            f"unknown likelihood {name!r}; choose one of {', '.join(sorted(LIKELIHOODS))}"
+        )
+    if name == "gaussian":
+        return Gaussian(x_dim, scale=gaussian_scale)
+    if name == "bernoulli":
+        return Bernoulli(x_dim, allow_grey=grey_bernoulli)
+    return LIKELIHOODS[name](x_dim)

@@ -1,0 +1,68 @@
+"""Registries of models and guides: name -> factory, plus ``package.module:attr`` for user code.
+
+A model factory is called as ``factory(spec)``; a guide factory as ``factory(spec)`` or,
+when it has a parameter named ``model``, ``factory(spec, model=model)`` (guides such as an
+exact posterior need the model's parameters). Classes are factories too.
+"""
+
+import importlib
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.models.spec import ModelSpec
+from pyrovae.models.vae import VAE, MLPNormalGuide
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"vae": VAE}
+GUIDES: dict[str, Callable[..., nn.Module]] = {"mlp-normal": MLPNormalGuide}
+
+
+def resolve(name: str, registry: dict[str, Callable], kind: str) -> Callable:
+    """The factory registered as ``name``, or the attribute named by ``package.module:attr``."""
+    if ":" not in name:
+        if name not in registry:
+            raise PyrovaeError(
+                f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))} "
+                f"or give your own as package.module:attr"
+            )
+        return registry[name]
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PyrovaeError(
+            f"cannot import {module_name!r} for --{kind} {name}: {exc}; "
+            "make sure the module is on PYTHONPATH (or run from its folder)"
+        ) from exc
+    if not hasattr(module, attr):
+        raise PyrovaeError(f"module {module_name!r} has no attribute {attr!r} (--{kind} {name})")
+    return getattr(module, attr)
+
+
+def build_model(name: str, spec: ModelSpec) -> nn.Module:
+    """Instantiate the model registered as ``name`` (or ``module:attr``) for ``spec``."""
+    return resolve(name, MODELS, "model")(spec)
+
+
+def build_guide(name: str | None, spec: ModelSpec, model: nn.Module) -> nn.Module:
+    """Instantiate the guide ``name``; ``None`` takes the model's ``default_guide``."""
+    if name is None:
+        name = getattr(model, "default_guide", None)
+        if name is None:
+            raise PyrovaeError(
+                f"model {type(model).__name__} names no default_guide; pass --guide NAME "
+                "(a registered guide or package.module:attr)"
+            )
+    factory = resolve(name, GUIDES, "guide")
+    try:
+        wants_model = "model" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        wants_model = False
+    return factory(spec, model=model) if wants_model else factory(spec)
+
+
+def default_guide_name(model: nn.Module) -> str | None:
+    """The guide a model is trained with unless the user picks another."""
+    return getattr(model, "default_guide", None)

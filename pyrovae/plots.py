@@ -1,0 +1,424 @@
+"""Figures for a run folder: plain tensors in, one PNG file out per call.
+
+Every public function takes ``torch.Tensor`` or numpy arrays plus a destination ``path``,
+writes a PNG and returns its ``Path``. Nothing here knows about models: callers compute
+the tensors. Figures are built as ``matplotlib.figure.Figure`` objects (no pyplot state),
+so the functions are safe to call from scripts, tests and worker threads alike.
+
+Data kinds, decided from ``image_shape`` and the width ``D`` of an ``(n, D)`` array:
+``image_shape=(h, w)`` -> greyscale images; ``D == 2`` -> points in the plane;
+anything else -> a heat map of the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
+from torchvision.utils import make_grid
+
+from pyrovae.errors import PyrovaeError
+
+DPI = 120
+_ELBO_SERIES = (("train_elbo", "train"), ("val_elbo", "validation"), ("test_elbo", "test"))
+_MAX_LEGEND_CLASSES = 10
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _numpy(a) -> np.ndarray:
+    """Tensor or array-like -> numpy array (detached, on the CPU)."""
+    if isinstance(a, torch.Tensor):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _matrix(a, name: str) -> np.ndarray:
+    """Tensor -> float array of shape (n, D); (n,) becomes (n, 1), (n, ...) is flattened."""
+    m = _numpy(a).astype(np.float64)
+    if m.ndim == 1:
+        return m[:, None]
+    if m.ndim == 0 or m.shape[0] == 0:
+        raise PyrovaeError(f"{name} must have shape (n, D) with n >= 1, got {m.shape}")
+    return m.reshape(m.shape[0], -1)
+
+
+def _same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
+    """Raise PyrovaeError unless two arrays have the same shape."""
+    if a.shape != b.shape:
+        raise PyrovaeError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
+
+
+def _kind(data: np.ndarray, image_shape: tuple[int, int] | None) -> str:
+    """'image', 'points' or 'vector' for an (n, D) array."""
+    if image_shape is not None:
+        h, w = image_shape
+        if h * w != data.shape[1]:
+            raise PyrovaeError(
+                f"image_shape {tuple(image_shape)} has {h * w} pixels but the data has "
+                f"D = {data.shape[1]} columns"
+            )
+        return "image"
+    return "points" if data.shape[1] == 2 else "vector"
+
+
+def _save(fig: Figure, path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parent folders created), release it, return Path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png")
+    fig.clear()
+    return path
+
+
+def _grid(
+    images: np.ndarray, image_shape: tuple[int, int], nrow: int, normalize: bool = False
+) -> np.ndarray:
+    """(n, h*w) images -> one greyscale (H, W) array in [0, 1] tiled by make_grid."""
+    h, w = image_shape
+    t = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, h, w)
+    if not normalize:
+        t = t.clamp(0.0, 1.0)
+    grid = make_grid(
+        t, nrow=nrow, padding=2, normalize=normalize, scale_each=normalize, pad_value=1.0
+    )
+    return grid[0].numpy()
+
+
+def _grid_figsize(shape: tuple[int, int], max_inches: float = 10.0) -> tuple[float, float]:
+    """Figure size (inches) that keeps a (H, W) grid's aspect, with room for a title."""
+    h, w = shape
+    scale = max_inches / max(h, w)
+    return max(w * scale, 2.5), max(h * scale, 1.2) + 0.6
+
+
+def _show_grid(ax, grid: np.ndarray, title: str = "") -> None:
+    """Draw a greyscale grid in [0, 1] without ticks."""
+    ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+
+
+def _heatmap(ax, rows: np.ndarray, title: str, vmin=None, vmax=None):
+    """imshow of an (n, D) array, one row per item; returns the image for a colourbar."""
+    im = ax.imshow(
+        rows, aspect="auto", interpolation="nearest", cmap="viridis", vmin=vmin, vmax=vmax
+    )
+    ax.set_title(title)
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("item")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return im
+
+
+def _joined_scatter(ax, x: np.ndarray, x_recon: np.ndarray) -> None:
+    """Scatter (n, 2) points and their reconstructions, joined by thin grey lines."""
+    segments = np.stack([x, x_recon], axis=1)
+    ax.add_collection(LineCollection(segments, colors="0.6", linewidths=0.5, zorder=1))
+    ax.scatter(x[:, 0], x[:, 1], s=10, color="tab:blue", label="input", zorder=2)
+    ax.scatter(
+        x_recon[:, 0], x_recon[:, 1], s=10, color="tab:orange", label="reconstruction", zorder=3
+    )
+    ax.legend(loc="best", fontsize="small")
+
+
+def _labelled_scatter(fig: Figure, ax, xy: np.ndarray, labels: np.ndarray | None) -> None:
+    """Scatter (n, 2) points coloured by integer label (tab10 legend, or colourbar if many)."""
+    if labels is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.7, color="tab:blue")
+        return
+    classes = np.unique(labels)
+    if len(classes) <= _MAX_LEGEND_CLASSES:
+        cmap = colormaps["tab10"]
+        for i, c in enumerate(classes):
+            sel = labels == c
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i % 10), label=str(c))
+        ax.legend(title="class", fontsize="small", markerscale=2, loc="best")
+        return
+    sc = ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.7, c=labels, cmap="tab20")
+    fig.colorbar(sc, ax=ax, label="class")
+
+
+def _labels(labels, n: int) -> np.ndarray | None:
+    """(n,) integer labels as a numpy array, or None."""
+    if labels is None:
+        return None
+    lab = _numpy(labels).reshape(-1).astype(np.int64)
+    if lab.shape[0] != n:
+        raise PyrovaeError(f"labels has {lab.shape[0]} entries but z has {n} rows")
+    return lab
+
+
+def _series(metrics: Sequence[dict], key: str) -> np.ndarray:
+    """Values of ``key`` across epochs as floats, NaN where missing or None."""
+    return np.array(
+        [np.nan if m.get(key) is None else float(m[key]) for m in metrics], dtype=np.float64
+    )
+
+
+def project_2d(z) -> tuple[np.ndarray, np.ndarray | None]:
+    """(n, k) latents with k >= 2 -> ((n, 2) coordinates, PCA explained-variance ratios).
+
+    k == 2 is returned unchanged with ratios None; k > 2 is projected onto its first two
+    principal components (sklearn PCA) and the (2,) explained-variance ratios are returned.
+    """
+    z = _matrix(z, "z")
+    n, k = z.shape
+    if k < 2:
+        raise PyrovaeError(f"project_2d needs k >= 2 latent dimensions, got {k}")
+    if k == 2:
+        return z, None
+    if n < 2:
+        return np.zeros((n, 2)), None
+    pca = PCA(n_components=2)
+    return pca.fit_transform(z), pca.explained_variance_ratio_
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def plot_training_curves(metrics: list[dict], path) -> Path:
+    """ELBO (nats/example, higher is better) per epoch: one line per available series.
+
+    ``metrics``: one dict per epoch with ``epoch``, ``train_elbo`` and optionally
+    ``val_elbo`` / ``test_elbo`` (None or NaN when absent).
+    """
+    if not metrics:
+        raise PyrovaeError("plot_training_curves needs at least one epoch of metrics")
+    epochs = np.array([m["epoch"] for m in metrics])
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for key, name in _ELBO_SERIES:
+        values = _series(metrics, key)
+        ok = ~np.isnan(values)
+        if ok.any():
+            ax.plot(epochs[ok], values[ok], marker="o", markersize=4, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats / example)")
+    ax.set_title("ELBO per example")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(loc="best")
+    return _save(fig, path)
+
+
+def plot_reconstructions(
+    x, x_recon, image_shape: tuple[int, int] | None, path, max_items: int = 16
+) -> Path:
+    """Inputs against reconstructions; x, x_recon: (n, D).
+
+    Images: two rows (input above, reconstruction below) of up to ``max_items`` images.
+    2-D points: one scatter with grey lines joining each point to its reconstruction.
+    Other vectors: two heat maps of the first ``max_items`` rows.
+    """
+    x, x_recon = _matrix(x, "x"), _matrix(x_recon, "x_recon")
+    _same_shape(x, x_recon, "x and x_recon")
+    kind = _kind(x, image_shape)
+    if kind == "image":
+        fig = _reconstruction_images(x[:max_items], x_recon[:max_items], image_shape)
+    elif kind == "points":
+        fig = Figure(figsize=(5, 5), layout="constrained")
+        ax = fig.add_subplot()
+        _joined_scatter(ax, x, x_recon)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title("Reconstructions")
+    else:
+        fig = _reconstruction_heatmaps(x[:max_items], x_recon[:max_items])
+    return _save(fig, path)
+
+
+def _reconstruction_images(x: np.ndarray, x_recon: np.ndarray, image_shape) -> Figure:
+    """Figure with a 2-row grid: (m, h*w) inputs above their reconstructions."""
+    m = x.shape[0]
+    grid = _grid(np.concatenate([x, x_recon]), image_shape, nrow=m)
+    fig = Figure(figsize=_grid_figsize(grid.shape), layout="constrained")
+    ax = fig.add_subplot()
+    _show_grid(ax, grid, "Reconstructions")
+    row_height = grid.shape[0] / 2
+    ax.set_yticks([row_height / 2, 1.5 * row_height], ["input", "reconstruction"])
+    return fig
+
+
+def _reconstruction_heatmaps(x: np.ndarray, x_recon: np.ndarray) -> Figure:
+    """Figure with side-by-side heat maps of (m, D) inputs and reconstructions."""
+    both = np.concatenate([x, x_recon])
+    vmin, vmax = float(both.min()), float(both.max())
+    fig = Figure(figsize=(9, 4), layout="constrained")
+    ax_in, ax_out = fig.subplots(1, 2, sharey=True)
+    _heatmap(ax_in, x, "input", vmin, vmax)
+    im = _heatmap(ax_out, x_recon, "reconstruction", vmin, vmax)
+    fig.colorbar(im, ax=[ax_in, ax_out])
+    return fig
+
+
+def plot_samples(
+    samples, image_shape: tuple[int, int] | None, path, title: str = "Samples from the prior"
+) -> Path:
+    """Samples (n, D): square-ish image grid, 2-D scatter, or heat map."""
+    samples = _matrix(samples, "samples")
+    kind = _kind(samples, image_shape)
+    if kind == "image":
+        return plot_image_grid(samples, image_shape, path, title=title)
+    if kind == "points":
+        fig = Figure(figsize=(5, 5), layout="constrained")
+        ax = fig.add_subplot()
+        ax.scatter(samples[:, 0], samples[:, 1], s=8, alpha=0.7)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(title)
+    else:
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.add_subplot()
+        fig.colorbar(_heatmap(ax, samples, title), ax=ax)
+    return _save(fig, path)
+
+
+def plot_latent_space(z, labels, path, title: str = "Latent space (posterior means)") -> Path:
+    """Posterior means z (n, k) coloured by labels (n,) ints or None.
+
+    k == 1: strip plot against the label (histogram when unlabelled); k == 2: scatter;
+    k > 2: scatter of the first two principal components.
+    """
+    z = _matrix(z, "z")
+    labels = _labels(labels, z.shape[0])
+    fig = Figure(figsize=(6, 5), layout="constrained")
+    ax = fig.add_subplot()
+    if z.shape[1] == 1:
+        _latent_1d(ax, z[:, 0], labels)
+        ax.set_title(title)
+    else:
+        xy, ratios = project_2d(z)
+        _labelled_scatter(fig, ax, xy, labels)
+        if ratios is None and z.shape[1] == 2:
+            ax.set_xlabel("z[0]")
+            ax.set_ylabel("z[1]")
+            ax.set_title(title)
+        else:
+            _label_pca_axes(ax, ratios)
+            ax.set_title(f"{title}, PCA of {z.shape[1]} dims")
+    return _save(fig, path)
+
+
+def _latent_1d(ax, z: np.ndarray, labels: np.ndarray | None) -> None:
+    """(n,) latents: jittered strip per label, or a histogram when unlabelled."""
+    ax.set_xlabel("z")
+    if labels is None:
+        ax.hist(z, bins=min(50, max(5, int(math.sqrt(z.shape[0])))), color="tab:blue")
+        ax.set_ylabel("count")
+        return
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, size=z.shape[0])
+    cmap = colormaps["tab10"]
+    ax.scatter(z, labels + jitter, s=6, alpha=0.6, c=[cmap(int(c) % 10) for c in labels])
+    ax.set_ylabel("class")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _label_pca_axes(ax, ratios: np.ndarray | None) -> None:
+    """Axis labels 'PC1 (xx% var)', 'PC2 (xx% var)'."""
+    for setter, i in ((ax.set_xlabel, 0), (ax.set_ylabel, 1)):
+        share = "" if ratios is None else f" ({100 * ratios[i]:.0f}% var)"
+        setter(f"PC{i + 1}{share}")
+
+
+def plot_interpolation(
+    decoded, image_shape: tuple[int, int] | None, path, title: str = "Latent interpolation"
+) -> Path:
+    """Decoder means (steps, D) along a latent line, endpoints first and last.
+
+    Images: one row; 2-D: the path as a line with markers; other: heat map (one row per step).
+    """
+    decoded = _matrix(decoded, "decoded")
+    kind = _kind(decoded, image_shape)
+    if kind == "image":
+        return plot_image_grid(decoded, image_shape, path, title=title, nrow=decoded.shape[0])
+    if kind == "points":
+        fig = Figure(figsize=(5, 5), layout="constrained")
+        ax = fig.add_subplot()
+        _draw_path(ax, decoded)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(title)
+    else:
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.add_subplot()
+        fig.colorbar(_heatmap(ax, decoded, title), ax=ax)
+        ax.set_ylabel("step")
+    return _save(fig, path)
+
+
+def _draw_path(ax, points: np.ndarray) -> None:
+    """(steps, 2) path as a line with markers; start and end marked and labelled."""
+    ax.plot(points[:, 0], points[:, 1], "-o", color="tab:blue", markersize=4)
+    ax.scatter(*points[0], s=60, marker="s", color="tab:green", zorder=3, label="start")
+    ax.scatter(*points[-1], s=80, marker="*", color="tab:red", zorder=3, label="end")
+    ax.legend(loc="best", fontsize="small")
+
+
+def plot_spiral(x, x_recon, decoded_path, path, true_curve=None, title: str = "Spiral") -> Path:
+    """Three panels for 2-D data: data (+ true curve), reconstructions, decoded latent path.
+
+    x, x_recon: (n, 2); decoded_path: (m, 2), coloured by position; true_curve: (m', 2).
+    """
+    x, x_recon = _matrix(x, "x"), _matrix(x_recon, "x_recon")
+    decoded_path = _matrix(decoded_path, "decoded_path")
+    _same_shape(x, x_recon, "x and x_recon")
+    if x.shape[1] != 2 or decoded_path.shape[1] != 2:
+        raise PyrovaeError("plot_spiral needs 2-D points: x and decoded_path must be (n, 2)")
+    fig = Figure(figsize=(15, 5), layout="constrained")
+    ax_data, ax_rec, ax_path = fig.subplots(1, 3)
+    ax_data.scatter(x[:, 0], x[:, 1], s=6, alpha=0.7)
+    if true_curve is not None:
+        curve = _matrix(true_curve, "true_curve")
+        ax_data.plot(curve[:, 0], curve[:, 1], color="k", linewidth=0.8, label="true curve")
+        ax_data.legend(loc="best", fontsize="small")
+    ax_data.set_title("data")
+    _joined_scatter(ax_rec, x, x_recon)
+    ax_rec.set_title("reconstructions")
+    _colored_path(fig, ax_path, decoded_path, x)
+    for ax in (ax_data, ax_rec, ax_path):
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _colored_path(fig: Figure, ax, points: np.ndarray, background: np.ndarray) -> None:
+    """(m, 2) path coloured by position (viridis) over faint (n, 2) background points."""
+    ax.scatter(background[:, 0], background[:, 1], s=4, color="0.8")
+    ax.plot(points[:, 0], points[:, 1], color="0.4", linewidth=0.8)
+    position = np.linspace(0.0, 1.0, points.shape[0])
+    sc = ax.scatter(points[:, 0], points[:, 1], c=position, cmap="viridis", s=12, zorder=3)
+    fig.colorbar(sc, ax=ax, label="position along path", shrink=0.8)
+    ax.set_title("decoded latent path")
+
+
+def plot_image_grid(
+    images,
+    image_shape: tuple[int, int],
+    path,
+    title: str = "",
+    nrow: int | None = None,
+    normalize: bool = False,
+) -> Path:
+    """Greyscale grid of images (n, h*w) with ``nrow`` per row (default ceil(sqrt(n))).
+
+    Values are clamped to [0, 1]; ``normalize=True`` instead rescales each image to [0, 1]
+    on its own (make_grid's normalize + scale_each), e.g. for loadings or features.
+    """
+    images = _matrix(images, "images")
+    _kind(images, image_shape)
+    n = images.shape[0]
+    nrow = nrow or math.ceil(math.sqrt(n))
+    grid = _grid(images, image_shape, nrow=nrow, normalize=normalize)
+    fig = Figure(figsize=_grid_figsize(grid.shape), layout="constrained")
+    _show_grid(fig.add_subplot(), grid, title)
+    return _save(fig, path)
