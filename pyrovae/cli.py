@@ -58,9 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         if resume is not None:
             fixed = sorted(set(args) - RESUMABLE)
             if fixed:
-                raise PyrovaeError(
-                    f"--resume keeps the run's own settings; drop {', '.join('--' + f.replace('_', '-') for f in fixed)}"
-                )
+                flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
+                raise PyrovaeError(f"--resume keeps the run's own settings; drop {flags}")
             run = train(resume=resume, **args)
         else:
             run = train(TrainConfig(**args))

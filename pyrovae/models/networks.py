@@ -14,7 +14,7 @@ def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
     caller decides what its output means (logits, means, log-scales).
     """
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
