@@ -7,6 +7,7 @@ found by tracing, or read from the model's ``latent_site`` / ``obs_site`` attrib
 
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.util import site_is_subsample
 
 from pyrovae.errors import PyrovaeError
 
@@ -15,7 +16,9 @@ def _sample_sites(trace, observed: bool) -> list[str]:
     return [
         name
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site["is_observed"] == observed
+        if site["type"] == "sample"
+        and site["is_observed"] == observed
+        and not site_is_subsample(site)
     ]
 
 

@@ -250,18 +250,46 @@ class Trainer:
             self.eval_elbo, self.model, self.guide, x, self.settings.eval_batch_size
         )
 
+    def _run_epoch(self) -> dict:
+        """Train for one epoch and evaluate; the metrics row of that epoch."""
+        try:
+            start = time.perf_counter()
+            train_elbo = self.train_epoch()
+            seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            val_elbo, test_elbo = self.evaluate(self.val_x), self.evaluate(self.test_x)
+        except ValueError as exc:
+            # Non-finite parameters make torch's distribution argument checks fail before
+            # any loss is computed: report that as the divergence it is.
+            if all(torch.isfinite(p).all() for p in self.parameters):
+                raise
+            self._diverged("parameters", "NaN/inf")
+            raise AssertionError("unreachable") from exc
+        return {
+            "epoch": self.epoch + 1,
+            "train_elbo": train_elbo,
+            "val_elbo": val_elbo,
+            "test_elbo": test_elbo,
+            "beta": self.latent_scale.scale,
+            "seconds": seconds,
+            "eval_seconds": time.perf_counter() - start,
+        }
+
+    def _diverged(self, what: str, value) -> None:
+        kept = ""
+        if self.checkpoint_path is not None and self.epoch > 0:
+            kept = f"; the checkpoint of epoch {self.epoch} is kept in {self.checkpoint_path}"
+        raise PyrovaeError(
+            f"training diverged in epoch {self.epoch + 1}: the {what} became {value}{kept}; "
+            f"lower --lr (now {self.settings.lr:g}) or set --clip-norm"
+        )
+
     def _check_finite(self, row: dict) -> None:
         """Stop with a clear message (the last checkpoint stays) when an ELBO is NaN/inf."""
         for key in ("train_elbo", "val_elbo", "test_elbo"):
             if math.isfinite(row[key]) or (key != "train_elbo" and self._absent(key)):
                 continue
-            kept = ""
-            if self.checkpoint_path is not None and self.epoch > 0:
-                kept = f"; the checkpoint of epoch {self.epoch} is kept in {self.checkpoint_path}"
-            raise PyrovaeError(
-                f"training diverged in epoch {self.epoch + 1}: the {key.replace('_', ' ')} is "
-                f"{row[key]}{kept}; lower --lr (now {self.settings.lr:g}) or set --clip-norm"
-            )
+            self._diverged(key.replace("_", " "), row[key])
 
     def _absent(self, key: str) -> bool:
         x = self.val_x if key == "val_elbo" else self.test_x
@@ -284,19 +312,7 @@ class Trainer:
         )
         try:
             while self.epoch < settings.epochs and not self.stopped_early:
-                start = time.perf_counter()
-                train_elbo = self.train_epoch()
-                seconds = time.perf_counter() - start
-                start = time.perf_counter()
-                row = {
-                    "epoch": self.epoch + 1,
-                    "train_elbo": train_elbo,
-                    "val_elbo": self.evaluate(self.val_x),
-                    "test_elbo": self.evaluate(self.test_x),
-                    "beta": self.latent_scale.scale,
-                    "seconds": seconds,
-                }
-                row["eval_seconds"] = time.perf_counter() - start
+                row = self._run_epoch()
                 self._check_finite(row)
                 self._track_best(row)
                 self.epoch += 1
@@ -306,7 +322,7 @@ class Trainer:
                 if self.on_epoch is not None:
                     self.on_epoch(self.history)
                 bar.update(1)
-                bar.set_postfix(train=f"{train_elbo:.2f}", test=f"{row['test_elbo']:.2f}")
+                bar.set_postfix(train=f"{row['train_elbo']:.2f}", test=f"{row['test_elbo']:.2f}")
                 if not settings.quiet:
                     bar.write(_format_row(row))
         finally:
