@@ -54,23 +54,25 @@ def latent_site(model, guide, x: torch.Tensor) -> str:
     return name
 
 
+def obs_site(model, x: torch.Tensor) -> str:
+    """The name of the site that observes ``x``: ``model.obs_site`` or found by tracing."""
+    name = getattr(model, "obs_site", None)
+    if name is not None:
+        return name
+    trace = poutine.trace(model).get_trace(x)
+    for name in reversed(_sample_sites(trace, observed=True)):
+        if trace.nodes[name]["value"].shape == x.shape:
+            return name
+    raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")
+
+
 def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondition=False):
     """Trace ``model(x)`` (conditioned on ``data``) and return the distribution of x."""
+    name = obs_site(model, x)
     fn = poutine.condition(model, data=data or {})
     if uncondition:
         fn = poutine.uncondition(fn)
-    trace = poutine.trace(fn).get_trace(x)
-    name = getattr(model, "obs_site", None)
-    if name is None:
-        candidates = [
-            n
-            for n, s in trace.nodes.items()
-            if s["type"] == "sample" and s.get("is_observed") and s["value"].shape == x.shape
-        ]
-        if not candidates:
-            raise PyrovaeError("the model has no observed site for x; observe x with obs=x")
-        name = candidates[-1]
-    return trace.nodes[name]["fn"]
+    return poutine.trace(fn).get_trace(x).nodes[name]["fn"]
 
 
 @torch.no_grad()
