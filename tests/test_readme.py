@@ -19,7 +19,7 @@ def test_readme_user_pair_trains_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop("my_pair", None)
     out = tmp_path / "run"
-    argv = ["--model", "my_pair:Model", "--guide", "my_pair:Guide", "--epochs", "3"]
+    argv = ["--model", "my_pair:Model", "--guide", "my_pair:Guide", "--epochs", "20"]
     assert main([*argv, "--quiet", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "my_pair:Model"
