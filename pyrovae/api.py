@@ -140,7 +140,8 @@ def _settings(config: TrainConfig) -> TrainSettings:
     )
 
 
-def _default_out(config: TrainConfig) -> Path:
+def default_out(config: TrainConfig) -> Path:
+    """``runs/<model>-<dataset>-<timestamp>``."""
     model = config.model.replace(":", "-").replace(".", "-")
     dataset = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -175,7 +176,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         config = replace(folder.read_config(), **options)
     else:
         config = replace(config or TrainConfig(), **options)
-        folder = RunFolder(config.out or _default_out(config))
+        folder = RunFolder(config.out or default_out(config))
         config = replace(config, out=str(folder.path))
     data, spec, model, guide, device = build(config)
     batches = TensorBatches(

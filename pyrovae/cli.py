@@ -52,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     resume = args.pop("resume", None)
+    run_dir = resume
     try:
-        from pyrovae.api import train
+        from pyrovae.api import default_out, train
 
         if resume is not None:
             fixed = sorted(set(args) - RESUMABLE)
@@ -62,13 +63,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise PyrovaeError(f"--resume keeps the run's own settings; drop {flags}")
             run = train(resume=resume, **args)
         else:
-            run = train(TrainConfig(**args))
+            config = TrainConfig(**args)
+            run_dir = config.out = str(config.out or default_out(config))
+            run = train(config)
     except PyrovaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
-            "interrupted: the last completed epoch is saved; continue with --resume RUN_DIR",
+            f"interrupted: the last completed epoch is saved; continue with --resume {run_dir}",
             file=sys.stderr,
         )
         return 130
