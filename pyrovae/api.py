@@ -100,15 +100,25 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     )
 
 
+# Defaults that differ by data set, used where the config leaves a field as None. The
+# spiral is a 1-D curve in 2-D with known noise: with a learned noise scale the decoder
+# explains every point as noise around the centre and ignores z (posterior collapse).
+DEFAULT_NETWORK = {"latent_dim": 10, "hidden": (256,)}
+DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
+
+
 def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
     dataset = data.dataset
-    latent_dim = config.latent_dim or (1 if dataset.name == "spiral" else 10)
+    defaults = {**DEFAULT_NETWORK, **DATASET_DEFAULTS.get(dataset.name, {})}
+    gaussian_scale = config.gaussian_scale
+    if gaussian_scale is None and dataset.name == "spiral":
+        gaussian_scale = max(config.spiral_noise, 1e-2)
     return ModelSpec(
         x_dim=dataset.x_dim,
-        latent_dim=latent_dim,
-        hidden=config.hidden,
+        latent_dim=config.latent_dim or defaults["latent_dim"],
+        hidden=config.hidden if config.hidden is not None else defaults["hidden"],
         likelihood=data.likelihood,
-        gaussian_scale=config.gaussian_scale,
+        gaussian_scale=gaussian_scale,
         grey_bernoulli=config.grey_bernoulli,
         num_classes=dataset.num_classes,
         num_data=data.x_train.shape[0],
@@ -226,6 +236,8 @@ def _summary(config, data, spec, model, guide, trainer, history) -> dict:
         "val_elbo": chosen.get("val_elbo", math.nan),
         "test_elbo": chosen.get("test_elbo", math.nan),
         "latent_dim": spec.latent_dim,
+        "hidden": list(spec.hidden),
+        "gaussian_scale": spec.gaussian_scale,
         "num_parameters": n_params,
         "num_train": int(data.x_train.shape[0]),
         "num_val": int(data.x_val.shape[0]),

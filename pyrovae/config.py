@@ -36,8 +36,11 @@ class TrainConfig:
     lr: float = option(1e-3, "learning rate")
     optimizer: str = option("adam", "torch optimiser: adam, adamw, rmsprop or sgd")
     latent_dim: int | None = option(None, "dimension of z (default: 10, or 1 for spiral)")
-    hidden: tuple[int, ...] = option(
-        (256,), "hidden-layer widths of the encoder (the decoder mirrors them)", nargs="*"
+    hidden: tuple[int, ...] | None = option(
+        None,
+        "hidden-layer widths of the encoder, the decoder mirrors them "
+        "(default: 256, or 64 64 for spiral)",
+        nargs="*",
     )
     likelihood: str | None = option(
         None,
@@ -56,7 +59,9 @@ class TrainConfig:
         "(as Pyro's example does; not a normalised likelihood)",
     )
     gaussian_scale: float | None = option(
-        None, "fixed sigma of the gaussian likelihood (default: learned per dimension)"
+        None,
+        "fixed sigma of the gaussian likelihood (default: learned per dimension; for spiral, "
+        "its known noise level --spiral-noise)",
     )
     elbo: str = option(
         "trace", "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum"
@@ -79,8 +84,9 @@ class TrainConfig:
     quiet: bool = option(False, "no progress bar or per-epoch lines")
 
     def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if any(h < 1 for h in self.hidden):
+        if self.hidden is not None:
+            self.hidden = tuple(int(h) for h in self.hidden)
+        if any(h < 1 for h in self.hidden or ()):
             raise PyrovaeError(f"--hidden sizes must be positive, got {list(self.hidden)}")
         if self.batch_size < 1:
             raise PyrovaeError(f"--batch-size must be at least 1, got {self.batch_size}")
