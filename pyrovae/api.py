@@ -208,6 +208,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     if resume is not None:
         if not trainer.resume():
             raise PyrovaeError(f"{folder.path} has no checkpoint.pt to resume from")
+        folder.write_config(config)  # records a changed --epochs
     else:
         folder.create(config)
     history = trainer.fit()

@@ -22,8 +22,15 @@ def _base_type(annotation):
     return annotation
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one ``error:`` line like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="train_svi.py",
         description="Train a Pyro model/guide pair by SVI and write a run folder "
         "(config.json, checkpoint.pt, metrics.csv, summary.json, figures).",

@@ -64,6 +64,9 @@ class RunFolder:
                 "or choose another --out"
             )
         self.path.mkdir(parents=True, exist_ok=True)
+        self.write_config(config)
+
+    def write_config(self, config) -> None:
         atomic_write_text(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
 
     def read_config(self):

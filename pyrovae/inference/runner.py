@@ -9,6 +9,7 @@ bookkeeping and global param-store traffic on every step.
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -226,22 +227,29 @@ class Trainer:
     # ---------------------------------------------------------------- training
     def train_epoch(self) -> float:
         """One pass over the training batches; returns the mean training ELBO per example."""
-        settings = self.settings
         steps = len(self.batches)
         total = torch.zeros(())
-        for i, args in enumerate(self.batches.epoch(self.epoch)):
-            self.latent_scale.scale = beta_schedule(
-                self.epoch * steps + i, steps, settings.beta, settings.anneal_epochs
-            )
-            with self.latent_scale:
-                loss = self.objective(*args)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.parameters, settings.clip_norm)
-            self.optimizer.step()
-            total = total + loss.detach().cpu()
+        with warnings.catch_warnings():
+            # A NaN loss is reported once, as a divergence, after the epoch.
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            for i, args in enumerate(self.batches.epoch(self.epoch)):
+                total = total + self.step(args, global_step=self.epoch * steps + i)
         return -float(total) / self.batches.num_examples
+
+    def step(self, args: tuple, global_step: int) -> torch.Tensor:
+        """One SVI update on the minibatch ``args``; returns the detached loss (nats)."""
+        settings = self.settings
+        self.latent_scale.scale = beta_schedule(
+            global_step, len(self.batches), settings.beta, settings.anneal_epochs
+        )
+        with self.latent_scale:
+            loss = self.objective(*args)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, settings.clip_norm)
+        self.optimizer.step()
+        return loss.detach().cpu()
 
     def evaluate(self, x: torch.Tensor | None) -> float:
         if x is None:
@@ -259,11 +267,13 @@ class Trainer:
             start = time.perf_counter()
             val_elbo, test_elbo = self.evaluate(self.val_x), self.evaluate(self.test_x)
         except ValueError as exc:
-            # Non-finite parameters make torch's distribution argument checks fail before
-            # any loss is computed: report that as the divergence it is.
-            if all(torch.isfinite(p).all() for p in self.parameters):
+            # Non-finite parameters, or finite ones so large that a network output
+            # overflows, fail torch's distribution argument checks before any loss exists:
+            # report that as the divergence it is.
+            if "found invalid values" not in str(exc):
                 raise
-            self._diverged("parameters", "NaN/inf")
+            what = "parameters" if self._parameters_finite() else "network outputs"
+            self._diverged(what, "NaN/inf")
             raise AssertionError("unreachable") from exc
         return {
             "epoch": self.epoch + 1,
@@ -275,13 +285,17 @@ class Trainer:
             "eval_seconds": time.perf_counter() - start,
         }
 
+    def _parameters_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.parameters)
+
     def _diverged(self, what: str, value) -> None:
         kept = ""
         if self.checkpoint_path is not None and self.epoch > 0:
             kept = f"; the checkpoint of epoch {self.epoch} is kept in {self.checkpoint_path}"
         raise PyrovaeError(
             f"training diverged in epoch {self.epoch + 1}: the {what} became {value}{kept}; "
-            f"lower --lr (now {self.settings.lr:g}) or set --clip-norm"
+            f"lower --lr (now {self.settings.lr:g}), set --clip-norm, or check the "
+            "likelihood's scale"
         )
 
     def _check_finite(self, row: dict) -> None:
