@@ -5,7 +5,7 @@
 """
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from pyrovae.errors import PyrovaeError
@@ -121,11 +121,3 @@ class TrainConfig:
             raise PyrovaeError(
                 f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
             ) from exc
-
-
-def defaults() -> dict:
-    """Field name -> default value."""
-    return {
-        f.name: f.default if f.default is not MISSING else f.default_factory()
-        for f in fields(TrainConfig)
-    }

@@ -61,8 +61,3 @@ def build_guide(name: str | None, spec: ModelSpec, model: nn.Module) -> nn.Modul
     except (TypeError, ValueError):
         wants_model = False
     return factory(spec, model=model) if wants_model else factory(spec)
-
-
-def default_guide_name(model: nn.Module) -> str | None:
-    """The guide a model is trained with unless the user picks another."""
-    return getattr(model, "default_guide", None)
