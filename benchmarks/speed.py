@@ -64,7 +64,7 @@ def plain_epoch(vae: PlainVAE, optimizer, batches: TensorBatches, epoch: int) ->
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss)
+        total += loss.item()
     return total
 
 
