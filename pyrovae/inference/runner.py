@@ -173,7 +173,11 @@ class Trainer:
         )
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")
-        self.optimizer = OPTIMIZERS[settings.optimizer](self.parameters, lr=settings.lr)
+        # One optimiser over every parameter lets torch use its multi-tensor (foreach)
+        # kernels, which it enables by default only on CUDA.
+        self.optimizer = OPTIMIZERS[settings.optimizer](
+            self.parameters, lr=settings.lr, foreach=True
+        )
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
