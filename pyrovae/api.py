@@ -18,7 +18,8 @@ from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference import TensorBatches, Trainer, TrainSettings
 from pyrovae.inference.checkpoint import load_checkpoint
-from pyrovae.models import LIKELIHOODS, ModelSpec, build_guide, build_model
+from pyrovae.models import ModelSpec, build_guide, build_model
+from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.run_folder import RunFolder
 
 # Seed of the one-off binarisation of validation and test rows: fixed, so that held-out
@@ -56,11 +57,7 @@ class Run:
 
 def _choose_likelihood(config: TrainConfig, dataset: data_lib.Dataset) -> str:
     name = config.likelihood or ("bernoulli" if dataset.support == "unit" else "gaussian")
-    if name not in LIKELIHOODS:
-        raise PyrovaeError(
-            f"unknown likelihood {name!r}; choose one of {', '.join(sorted(LIKELIHOODS))}"
-        )
-    return name
+    return check_likelihood_name(name)
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -214,7 +211,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     history = trainer.fit()
     summary = _summary(config, data, spec, model, guide, trainer, history)
     folder.write_summary(summary)
-    folder.write_figures(model, guide, data)
+    folder.write_figures(model, guide, data, history)
     return Run(config, model, guide, data, history, summary, folder)
 
 

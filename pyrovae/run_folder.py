@@ -89,13 +89,14 @@ class RunFolder:
     def read_summary(self) -> dict:
         return json.loads(self.summary.read_text()) if self.summary.exists() else {}
 
-    def write_figures(self, model, guide, data, max_points: int = 2000) -> list[Path]:
+    def write_figures(
+        self, model, guide, data, history: list[dict], max_points: int = 2000
+    ) -> list[Path]:
         """Draw every figure of the run from the trained pair and the held-out rows."""
         dataset = data.dataset
         x = data.x_test[:max_points].to(_device_of(model, data.x_test))
         labels = None if data.y_test is None else data.y_test[:max_points]
         shape = dataset.image_shape
-        history = json.loads(json.dumps(_json_ready(_read_history(self.metrics))))
         z = encode(model, guide, x)
         site = latent_site(model, guide, x)
         written = [
@@ -135,14 +136,6 @@ class RunFolder:
                 )
             )
         return written
-
-
-def _read_history(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [
-            {k: (int(v) if k == "epoch" else float(v) if v else math.nan) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
 
 
 def _device_of(model, default: torch.Tensor) -> torch.device:

@@ -89,14 +89,20 @@ LIKELIHOODS = {
 }
 
 
-def build_likelihood(
-    name: str, x_dim: int, *, gaussian_scale: float | None = None, grey_bernoulli: bool = False
-) -> nn.Module:
-    """The likelihood module registered as ``name`` for data of width ``x_dim``."""
+def check_likelihood_name(name: str) -> str:
+    """``name`` if it is a registered likelihood, else a one-line error listing them."""
     if name not in LIKELIHOODS:
         raise PyrovaeError(
             f"unknown likelihood {name!r}; choose one of {', '.join(sorted(LIKELIHOODS))}"
         )
+    return name
+
+
+def build_likelihood(
+    name: str, x_dim: int, *, gaussian_scale: float | None = None, grey_bernoulli: bool = False
+) -> nn.Module:
+    """The likelihood module registered as ``name`` for data of width ``x_dim``."""
+    check_likelihood_name(name)
     if name == "gaussian":
         return Gaussian(x_dim, scale=gaussian_scale)
     if name == "bernoulli":
