@@ -120,6 +120,14 @@ def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
         num_classes=dataset.num_classes,
         num_data=data.x_train.shape[0],
         image_shape=dataset.image_shape,
+        options={
+            "labels": config.labels,
+            "alpha": config.alpha,
+            "corruption": config.corruption,
+            "sparsity_target": config.sparsity_target,
+            "sparsity_weight": config.sparsity_weight,
+            "seed": config.seed,
+        },
     )
 
 
@@ -145,6 +153,26 @@ def _settings(config: TrainConfig) -> TrainSettings:
         eval_batch_size=config.eval_batch_size,
         quiet=config.quiet,
     )
+
+
+def training_batches(model, data: PreparedData, config: TrainConfig, device):
+    """The model's own ``training_batches(data, config, device)`` if it defines one (e.g.
+    interleaved labelled/unlabelled batches), else shuffled minibatches of the rows."""
+    hook = getattr(model, "training_batches", None)
+    if hook is not None:
+        return hook(data, config, device)
+    return TensorBatches(
+        data.x_train.to(device),
+        config.batch_size,
+        seed=config.seed,
+        transform=data_lib.binarize if data.dynamic_binarization else None,
+    )
+
+
+def _hook(model, name: str, *args):
+    """``model.<name>(*args)`` bound as a no-argument callable, or None if not defined."""
+    method = getattr(model, name, None)
+    return None if method is None else (lambda: method(*args))
 
 
 def default_out(config: TrainConfig) -> Path:
@@ -186,21 +214,16 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         folder = RunFolder(config.out or default_out(config))
         config = replace(config, out=str(folder.path))
     data, spec, model, guide, device = build(config)
-    batches = TensorBatches(
-        data.x_train.to(device),
-        config.batch_size,
-        seed=config.seed,
-        transform=data_lib.binarize if data.dynamic_binarization else None,
-    )
     trainer = Trainer(
         model,
         guide,
-        batches,
+        training_batches(model, data, config, device),
         _settings(config),
         val_x=data.x_val.to(device) if data.x_val.shape[0] else None,
         test_x=data.x_test.to(device),
         checkpoint_path=folder.checkpoint,
         on_epoch=folder.write_metrics,
+        epoch_metrics=_hook(model, "epoch_metrics", guide, data),
     )
     if resume is not None:
         if not trainer.resume():
@@ -210,8 +233,11 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         folder.create(config)
     history = trainer.fit()
     summary = _summary(config, data, spec, model, guide, trainer, history)
-    folder.write_summary(summary)
     folder.write_figures(model, guide, data, history)
+    report = getattr(model, "report", None)
+    if report is not None:
+        summary.update(report(guide, data, folder.path, history=history))
+    folder.write_summary(summary)
     return Run(config, model, guide, data, history, summary, folder)
 
 

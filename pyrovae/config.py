@@ -78,6 +78,18 @@ class TrainConfig:
     )
     eval_batch_size: int = option(10_000, "rows per evaluation batch")
     spiral_noise: float = option(0.05, "noise level of the spiral data set")
+    labels: int | None = option(
+        None, "ssvae: labelled training examples, class-balanced (default 100)"
+    )
+    alpha: float | None = option(
+        None, "ssvae: weight of the auxiliary classification loss (see pyrovae.models.ssvae)"
+    )
+    corruption: float = option(0.3, "dae: fraction of input pixels the guide sees masked")
+    sparsity_target: float = option(0.05, "sae: target mean activation rho of hidden units")
+    sparsity_weight: float = option(1.0, "sae: weight of the KL(rho || rho_hat) penalty")
+    distributed: bool = option(
+        False, "data-parallel training over the processes started by torchrun (DDP)"
+    )
     seed: int = option(0, "random seed: same seed, same run")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
     out: str | None = option(None, "run folder (default: runs/<model>-<dataset>-<timestamp>)")
@@ -94,6 +106,10 @@ class TrainConfig:
             raise PyrovaeError(f"--latent-dim must be at least 1, got {self.latent_dim}")
         if not 0 <= self.val_fraction < 1:
             raise PyrovaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.corruption < 1:
+            raise PyrovaeError(f"--corruption must be in [0, 1), got {self.corruption}")
+        if not 0 < self.sparsity_target < 1:
+            raise PyrovaeError(f"--sparsity-target must be in (0, 1), got {self.sparsity_target}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise PyrovaeError(f"--device must be cpu, cuda or auto, got {self.device!r}")
 

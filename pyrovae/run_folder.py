@@ -78,7 +78,8 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict]) -> None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        extra = [k for k in (history[-1] if history else {}) if k not in METRIC_COLUMNS]
+        writer = csv.DictWriter(buffer, fieldnames=[*METRIC_COLUMNS, *extra], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
         atomic_write_text(self.metrics, buffer.getvalue())

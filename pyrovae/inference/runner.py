@@ -126,6 +126,8 @@ class Trainer:
     :param test_x: ``(n_test, D)`` held-out rows, evaluated every epoch and reported.
     :param checkpoint_path: where to write the checkpoint after every epoch.
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
+    :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
+        accuracy) joins the epoch's metrics row.
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class Trainer:
         test_x: torch.Tensor | None = None,
         checkpoint_path: str | Path | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None,
+        epoch_metrics: Callable[[], dict] | None = None,
     ):
         self.model, self.guide = model, guide
         self.batches = batches
@@ -146,6 +149,7 @@ class Trainer:
         self.val_x, self.test_x = val_x, test_x
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.on_epoch = on_epoch
+        self.epoch_metrics = epoch_metrics
 
         max_plate_nesting = getattr(model, "max_plate_nesting", 1)
         self.train_elbo, self.eval_elbo = build_elbos(
@@ -285,15 +289,18 @@ class Trainer:
             what = "parameters" if self._parameters_finite() else "network outputs"
             self._diverged(what, "NaN/inf")
             raise AssertionError("unreachable") from exc
-        return {
+        row = {
             "epoch": self.epoch + 1,
             "train_elbo": train_elbo,
             "val_elbo": val_elbo,
             "test_elbo": test_elbo,
             "beta": self.latent_scale.scale,
             "seconds": seconds,
-            "eval_seconds": time.perf_counter() - start,
         }
+        if self.epoch_metrics is not None:
+            row.update(self.epoch_metrics())
+        row["eval_seconds"] = time.perf_counter() - start
+        return row
 
     def _parameters_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters)
