@@ -100,6 +100,23 @@ def _with_param_registration(name: str, module: nn.Module) -> Callable:
     return program
 
 
+def _fast_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """One optimiser over every parameter, with torch's fastest kernels for it.
+
+    A single optimiser (not Pyro's one per parameter) lets torch update all tensors in one
+    kernel: the fused Adam/AdamW step takes ~0.4 ms per step for the 784-400-50 VAE on
+    2 CPU cores against ~1 ms for the per-tensor loop that torch defaults to on the CPU
+    (``benchmarks/speed.py``). The update is the same Adam, to float rounding.
+    """
+    cls = OPTIMIZERS[name]
+    if name in ("adam", "adamw"):
+        try:
+            return cls(params, lr=lr, fused=True)
+        except RuntimeError:  # a device or dtype without fused kernels
+            pass
+    return cls(params, lr=lr, foreach=True)
+
+
 def _unique_parameters(*groups) -> list[torch.Tensor]:
     seen, params = set(), []
     for group in groups:
@@ -177,11 +194,7 @@ class Trainer:
         )
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")
-        # One optimiser over every parameter lets torch use its multi-tensor (foreach)
-        # kernels, which it enables by default only on CUDA.
-        self.optimizer = OPTIMIZERS[settings.optimizer](
-            self.parameters, lr=settings.lr, foreach=True
-        )
+        self.optimizer = _fast_optimizer(settings.optimizer, self.parameters, settings.lr)
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
@@ -256,8 +269,11 @@ class Trainer:
         self.latent_scale.scale = beta_schedule(
             global_step, len(self.batches), settings.beta, settings.anneal_epochs
         )
-        with self.latent_scale:
+        if self.latent_scale.scale == 1.0:
             loss = self.objective(*args)
+        else:
+            with self.latent_scale:
+                loss = self.objective(*args)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.clip_norm is not None:
