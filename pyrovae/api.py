@@ -18,7 +18,9 @@ from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference import TensorBatches, Trainer, TrainSettings
 from pyrovae.inference.checkpoint import load_checkpoint
-from pyrovae.models import ModelSpec, build_guide, build_model
+from pyrovae.inference.distributed import init_distributed, shutdown_distributed
+from pyrovae.inference.elbos import canonical_elbo_name
+from pyrovae.models import MODELS, ModelSpec, build_guide, build_model, resolve
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.run_folder import RunFolder
 
@@ -53,11 +55,19 @@ class Run:
     history: list[dict]
     summary: dict
     folder: RunFolder
+    is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
 
 
 def _choose_likelihood(config: TrainConfig, dataset: data_lib.Dataset) -> str:
-    name = config.likelihood or ("bernoulli" if dataset.support == "unit" else "gaussian")
-    return check_likelihood_name(name)
+    # A model with a fixed observation model (fa, ppca, linear-ae) names it: its default.
+    fixed = getattr(resolve(config.model, MODELS, "model"), "fixed_likelihood", None)
+    if fixed is not None and config.likelihood not in (None, fixed):
+        raise PyrovaeError(
+            f"--model {config.model} has a {fixed} observation model; "
+            f"drop --likelihood {config.likelihood} (or pass --likelihood {fixed})"
+        )
+    default = "bernoulli" if dataset.support == "unit" else "gaussian"
+    return check_likelihood_name(config.likelihood or fixed or default)
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -155,6 +165,23 @@ def _settings(config: TrainConfig) -> TrainSettings:
     )
 
 
+def with_required_elbo(config: TrainConfig, model) -> TrainConfig:
+    """``config`` with the ELBO the model declares in ``required_elbo`` (e.g. ``"enum"``).
+
+    It replaces the default ``trace``; a JIT twin of it is kept; any other estimator the
+    user asked for is a one-line error.
+    """
+    required = getattr(model, "required_elbo", None)
+    if required is None or canonical_elbo_name(config.elbo) in (required, f"jit-{required}"):
+        return config
+    if config.elbo == "trace":
+        return replace(config, elbo=required)
+    raise PyrovaeError(
+        f"--model {config.model} needs --elbo {required} (or jit-{required}), "
+        f"got --elbo {config.elbo}"
+    )
+
+
 def training_batches(model, data: PreparedData, config: TrainConfig, device):
     """The model's own ``training_batches(data, config, device)`` if it defines one (e.g.
     interleaved labelled/unlabelled batches), else shuffled minibatches of the rows."""
@@ -183,13 +210,16 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{model}-{dataset}-{stamp}"
 
 
-def build(config: TrainConfig):
-    """Seed, load the data and build ``(data, spec, model, guide, device)`` for ``config``."""
+def build(config: TrainConfig, device: torch.device | None = None):
+    """Seed, load the data and build ``(data, spec, model, guide, device)`` for ``config``.
+
+    ``device`` overrides ``config.device`` (a distributed rank's own GPU).
+    """
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()
     data = prepare_data(config)
     spec = model_spec(config, data)
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     model = build_model(config.model, spec)
     guide = build_guide(config.guide, spec, model)
     for program in (model, guide):
@@ -203,17 +233,41 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
 
     :param config: a :class:`TrainConfig`; keyword ``options`` override its fields
         (``train(epochs=5, dataset="spiral")``).
-    :param resume: a run folder to continue: its ``config.json`` is used (``epochs`` and
-        ``quiet`` may be overridden) and training goes on from its checkpoint.
+    :param resume: a run folder to continue: its ``config.json`` is used (``epochs``,
+        ``quiet``, ``device``, ``eval_batch_size`` and ``distributed`` may be overridden) and
+        training goes on from its checkpoint.
+
+    With ``distributed=True`` (under ``torchrun``) every process calls this; they train
+    together and rank 0 alone writes the run folder.
     """
     if resume is not None:
-        folder = RunFolder(resume)
-        config = replace(folder.read_config(), **options)
+        options.setdefault("distributed", False)  # as launched now, not as first launched
+        config = replace(RunFolder(resume).read_config(), **options)
     else:
         config = replace(config or TrainConfig(), **options)
-        folder = RunFolder(config.out or default_out(config))
-        config = replace(config, out=str(folder.path))
-    data, spec, model, guide, device = build(config)
+    group = init_distributed(config.device) if config.distributed else None
+    try:
+        return _train(config, resume, group)
+    finally:
+        if group is not None:
+            shutdown_distributed()
+
+
+def _train(config: TrainConfig, resume, group) -> Run:
+    is_main = group is None or group.is_main
+    if resume is not None:
+        folder = RunFolder(resume)
+    else:
+        out = str(config.out or default_out(config))
+        if group is not None:
+            out = group.broadcast(out)  # one folder, named by rank 0's clock
+        folder = RunFolder(out)
+        config = replace(config, out=out)
+    data, spec, model, guide, device = build(config, group.device if group else None)
+    config = with_required_elbo(config, model)
+    if group is not None and group.rank > 0:
+        # Same initial parameters on every rank (seeded above); independent draws of z.
+        pyro.set_rng_seed(config.seed + 7919 * group.rank)
     trainer = Trainer(
         model,
         guide,
@@ -224,21 +278,28 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         checkpoint_path=folder.checkpoint,
         on_epoch=folder.write_metrics,
         epoch_metrics=_hook(model, "epoch_metrics", guide, data),
+        distributed=group,
     )
     if resume is not None:
         if not trainer.resume():
             raise PyrovaeError(f"{folder.path} has no checkpoint.pt to resume from")
-        folder.write_config(config)  # records a changed --epochs
-    else:
+        if is_main:
+            folder.write_config(config)  # records a changed --epochs
+    elif is_main:
         folder.create(config)
+    if group is not None:
+        group.barrier()
     history = trainer.fit()
     summary = _summary(config, data, spec, model, guide, trainer, history)
-    folder.write_figures(model, guide, data, history)
-    report = getattr(model, "report", None)
-    if report is not None:
-        summary.update(report(guide, data, folder.path, history=history))
-    folder.write_summary(summary)
-    return Run(config, model, guide, data, history, summary, folder)
+    if group is not None:
+        summary["processes"] = group.world_size
+    if is_main:
+        folder.write_figures(model, guide, data, history)
+        report = getattr(model, "report", None)
+        if report is not None:
+            summary.update(report(guide, data, folder.path, history=history))
+        folder.write_summary(summary)
+    return Run(config, model, guide, data, history, summary, folder, is_main)
 
 
 def _summary(config, data, spec, model, guide, trainer, history) -> dict:

@@ -10,7 +10,7 @@ from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
 
 # Options that may be changed when continuing a run with --resume.
-RESUMABLE = {"epochs", "quiet", "device", "eval_batch_size"}
+RESUMABLE = {"epochs", "quiet", "device", "eval_batch_size", "distributed"}
 
 
 def _base_type(annotation):
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     s = run.summary
+    if not run.is_main:
+        return 0
     print(
         f"{s['model']} on {s['dataset']}: test ELBO {s['test_elbo']:.3f} nats/example "
         f"after {s['epochs']} epochs ({s['seconds']:.1f} s); run folder {run.folder.path}"

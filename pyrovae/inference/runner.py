@@ -23,6 +23,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
 from pyrovae.inference.batches import TensorBatches
 from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.inference.distributed import Distributed, ShardedBatches
 from pyrovae.inference.elbos import build_elbos, is_jit
 from pyrovae.inference.evaluate import evaluate_elbo
 from pyrovae.inference.posterior import check_sites
@@ -145,6 +146,9 @@ class Trainer:
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
     :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
         accuracy) joins the epoch's metrics row.
+    :param distributed: this process's place in a ``torchrun`` process group: training
+        batches and evaluation rows are sharded over the ranks, gradients averaged by
+        DDP, and only rank 0 writes checkpoints and calls ``on_epoch``.
     """
 
     def __init__(
@@ -159,6 +163,7 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None,
         epoch_metrics: Callable[[], dict] | None = None,
+        distributed: Distributed | None = None,
     ):
         self.model, self.guide = model, guide
         self.batches = batches
@@ -167,6 +172,10 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.on_epoch = on_epoch
         self.epoch_metrics = epoch_metrics
+        self.distributed = distributed
+        self.is_main = distributed is None or distributed.is_main
+        if distributed is not None:
+            self.batches = batches = ShardedBatches(batches, distributed)
 
         max_plate_nesting = getattr(model, "max_plate_nesting", 1)
         self.train_elbo, self.eval_elbo = build_elbos(
@@ -195,11 +204,35 @@ class Trainer:
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")
         self.optimizer = _fast_optimizer(settings.optimizer, self.parameters, settings.lr)
+        self._loss_scale = 1.0
+        self._unmanaged: list[torch.Tensor] = []
+        if distributed is not None:
+            self._wrap_for_distributed(distributed)
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
         self.best: dict = {"epoch": None, "val_elbo": -math.inf, "model": None, "guide": None}
         self.stale_epochs = 0
+
+    def _wrap_for_distributed(self, group: Distributed) -> None:
+        if is_jit(self.settings.elbo):
+            raise PyrovaeError(
+                "--distributed works with the eager ELBOs (trace, meanfield, tracegraph, enum); "
+                f"drop the jit- prefix of --elbo {self.settings.elbo}"
+            )
+        if not any(p.requires_grad for p in self.objective.parameters()):
+            raise PyrovaeError(
+                "--distributed needs a model or guide that is an nn.Module with parameters"
+            )
+        managed = {id(p) for p in self.objective.parameters()}
+        self._unmanaged = [p for p in self.parameters if id(p) not in managed]
+        self.objective = torch.nn.parallel.DistributedDataParallel(
+            self.objective,
+            device_ids=[group.device.index] if group.device.type == "cuda" else None,
+        )
+        # DDP averages gradients over ranks; the loss is a sum over rows, so scaling each
+        # rank's loss by N makes the average the gradient of the global minibatch's loss.
+        self._loss_scale = float(group.world_size)
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
@@ -215,10 +248,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "stale_epochs": self.stale_epochs,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "rng": self._rng_state(),
             "settings": asdict(self.settings),
         }
 
@@ -237,9 +267,28 @@ class Trainer:
         self.history = list(state["history"])
         self.best = state["best"]
         self.stale_epochs = state["stale_epochs"]
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # Under DDP each rank continues its own random stream when the number of ranks is
+        # unchanged; otherwise every rank starts from rank 0's, and ranks r > 0 reseed.
+        rng, group = state["rng"], self.distributed
+        ranks = rng.get("ranks") or []
+        same_ranks = group is not None and len(ranks) == group.world_size
+        if same_ranks:
+            rng = ranks[group.rank]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if group is not None and not same_ranks and group.rank > 0:
+            torch.manual_seed(int(torch.randint(2**62, ())) + group.rank)
+
+    def _rng_state(self) -> dict:
+        """This process's random state; under DDP also every rank's (collected on rank 0)."""
+        own = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+        if self.distributed is None:
+            return own
+        return {**own, "ranks": self.distributed.gather(own)}
 
     def resume(self) -> bool:
         """Load the checkpoint at ``checkpoint_path`` if there is one; True if loaded."""
@@ -261,6 +310,8 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             for i, args in enumerate(self.batches.epoch(self.epoch)):
                 total = total + self.step(args, global_step=self.epoch * steps + i)
+        if self.distributed is not None:
+            total = self.distributed.sum(total)
         return -float(total) / self.batches.num_examples
 
     def step(self, args: tuple, global_step: int) -> torch.Tensor:
@@ -275,7 +326,9 @@ class Trainer:
             with self.latent_scale:
                 loss = self.objective(*args)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
+        if self._unmanaged:
+            self.distributed.average_gradients(self._unmanaged)
         if settings.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, settings.clip_norm)
         self.optimizer.step()
@@ -284,9 +337,18 @@ class Trainer:
     def evaluate(self, x: torch.Tensor | None) -> float:
         if x is None:
             return float("nan")
-        return evaluate_elbo(
-            self.eval_elbo, self.model, self.guide, x, self.settings.eval_batch_size
+        group = self.distributed
+        if group is None:
+            return evaluate_elbo(
+                self.eval_elbo, self.model, self.guide, x, self.settings.eval_batch_size
+            )
+        # Each rank scores its shard; the sum over ranks is the same number on every rank,
+        # so every rank takes the same early-stopping decisions.
+        shard = group.shard(x)
+        mean = evaluate_elbo(
+            self.eval_elbo, self.model, self.guide, shard, self.settings.eval_batch_size
         )
+        return group.sum(mean * shard.shape[0] if shard.shape[0] else 0.0) / x.shape[0]
 
     def _run_epoch(self) -> dict:
         """Train for one epoch and evaluate; the metrics row of that epoch."""
@@ -352,7 +414,7 @@ class Trainer:
         bar = tqdm(
             total=settings.epochs,
             initial=self.epoch,
-            disable=settings.quiet,
+            disable=settings.quiet or not self.is_main,
             unit="epoch",
             desc="training",
             dynamic_ncols=True,
@@ -364,18 +426,27 @@ class Trainer:
                 self._track_best(row)
                 self.epoch += 1
                 self.history.append(row)
-                if self.checkpoint_path is not None:
-                    save_checkpoint(self.state(), self.checkpoint_path)
-                if self.on_epoch is not None:
+                self._save()
+                if self.on_epoch is not None and self.is_main:
                     self.on_epoch(self.history)
                 bar.update(1)
                 bar.set_postfix(train=f"{row['train_elbo']:.2f}", test=f"{row['test_elbo']:.2f}")
-                if not settings.quiet:
+                if not settings.quiet and self.is_main:
                     bar.write(_format_row(row))
         finally:
             bar.close()
         self.restore_best()
         return self.history
+
+    def _save(self) -> None:
+        """Write the checkpoint (rank 0 only; every rank takes part in collecting it)."""
+        if self.checkpoint_path is None:
+            return
+        state = self.state()
+        if self.is_main:
+            save_checkpoint(state, self.checkpoint_path)
+        if self.distributed is not None:
+            self.distributed.barrier()  # no rank runs ahead of a checkpoint being written
 
     @property
     def stopped_early(self) -> bool:
