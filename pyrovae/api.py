@@ -42,6 +42,10 @@ class PreparedData:
     x_test: torch.Tensor  # (n_test, D)
     y_test: torch.Tensor | None
     dynamic_binarization: bool
+    # With dynamic binarisation, the held-out rows before their one-off binarisation (else
+    # None): classifiers trained on binarised batches are scored on these grey-level images.
+    x_val_grey: torch.Tensor | None = None
+    x_test_grey: torch.Tensor | None = None
 
 
 @dataclass
@@ -84,7 +88,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         dataset.x_train, dataset.y_train, config.val_fraction, config.seed
     )
     x_test, y_test = dataset.x_test, dataset.y_test
-    dynamic = False
+    dynamic, grey = False, (None, None)
     if likelihood != "gaussian":
         for name, x in (("x_train", dataset.x_train), ("x_test", x_test)):
             data_lib.check_data(x, name=name, support="unit", likelihood=likelihood)
@@ -92,7 +96,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         if config.binarize == "threshold":
             x_train, x_val, x_test = ((x > 0.5).to(x.dtype) for x in (x_train, x_val, x_test))
         elif config.binarize == "dynamic":
-            dynamic = True
+            dynamic, grey = True, (x_val, x_test)
             generator = torch.Generator().manual_seed(HELD_OUT_BINARIZATION_SEED)
             x_val = data_lib.binarize(x_val, generator)
             x_test = data_lib.binarize(x_test, generator)
@@ -103,7 +107,7 @@ def prepare_data(config: TrainConfig) -> PreparedData:
                 "--grey-bernoulli to score grey levels anyway (not a normalised likelihood)"
             )
     return PreparedData(
-        dataset, likelihood, x_train, y_train, x_val, y_val, x_test, y_test, dynamic
+        dataset, likelihood, x_train, y_train, x_val, y_val, x_test, y_test, dynamic, *grey
     )
 
 
@@ -116,7 +120,9 @@ DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
 
 def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
     dataset = data.dataset
-    defaults = {**DEFAULT_NETWORK, **DATASET_DEFAULTS.get(dataset.name, {})}
+    # A model may name its own network defaults (ssvae: two hidden layers); data sets first.
+    own = getattr(resolve(config.model, MODELS, "model"), "default_network", {})
+    defaults = {**DEFAULT_NETWORK, **own, **DATASET_DEFAULTS.get(dataset.name, {})}
     gaussian_scale = config.gaussian_scale
     if gaussian_scale is None and dataset.name == "spiral":
         gaussian_scale = max(config.spiral_noise, 1e-2)
@@ -168,18 +174,15 @@ def _settings(config: TrainConfig) -> TrainSettings:
 def with_required_elbo(config: TrainConfig, model) -> TrainConfig:
     """``config`` with the ELBO the model declares in ``required_elbo`` (e.g. ``"enum"``).
 
-    It replaces the default ``trace``; a JIT twin of it is kept; any other estimator the
-    user asked for is a one-line error.
+    It replaces the default ``trace``; any other estimator the user asked for is a one-line
+    error.
     """
     required = getattr(model, "required_elbo", None)
-    if required is None or canonical_elbo_name(config.elbo) in (required, f"jit-{required}"):
+    if required is None or canonical_elbo_name(config.elbo) == required:
         return config
     if config.elbo == "trace":
         return replace(config, elbo=required)
-    raise PyrovaeError(
-        f"--model {config.model} needs --elbo {required} (or jit-{required}), "
-        f"got --elbo {config.elbo}"
-    )
+    raise PyrovaeError(f"--model {config.model} needs --elbo {required}, got --elbo {config.elbo}")
 
 
 def training_batches(model, data: PreparedData, config: TrainConfig, device):

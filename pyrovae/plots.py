@@ -422,3 +422,54 @@ def plot_image_grid(
     fig = Figure(figsize=_grid_figsize(grid.shape), layout="constrained")
     _show_grid(fig.add_subplot(), grid, title)
     return _save(fig, path)
+
+
+def plot_loadings(loadings, image_shape: tuple[int, int] | None, path, title: str = "") -> Path:
+    """Loadings or features, ``(k, D)``: one item per row (e.g. the columns of W).
+
+    Images: a grid, each image rescaled to [0, 1] on its own (signs and scales of loadings
+    are arbitrary); other data: a heat map, one row per item, with a colour bar.
+    """
+    loadings = _matrix(loadings, "loadings")
+    if image_shape is not None:
+        return plot_image_grid(loadings, image_shape, path, title=title, normalize=True)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    fig.colorbar(_heatmap(ax, loadings, title), ax=ax)
+    return _save(fig, path)
+
+
+def plot_spiral_sweeps(panels: list[dict], true_curve, path) -> Path:
+    """One row per trained pair: data and reconstructions; the decoded latent sweep over
+    (coloured by position) and beyond (red) the training codes, over the true curve; and
+    the distance of each decoded point to the true curve against the latent value.
+
+    Each panel: ``title``; ``x``, ``x_recon`` ``(n, 2)``; ``points (m, 2)`` decoded sweep;
+    ``s (m,)`` latent values; ``inside (m,)`` bool; ``distance (m,)``.
+    """
+    curve = _matrix(true_curve, "true_curve")
+    fig = Figure(figsize=(15, 4.6 * len(panels)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(panels), 3))
+    for (ax_rec, ax_sweep, ax_dist), panel in zip(axes, panels, strict=True):
+        x, x_recon = _matrix(panel["x"], "x"), _matrix(panel["x_recon"], "x_recon")
+        points, inside = _matrix(panel["points"], "points"), np.asarray(panel["inside"])
+        s, distance = np.asarray(panel["s"]), np.asarray(panel["distance"])
+        _joined_scatter(ax_rec, x, x_recon)
+        ax_rec.set_title(f"{panel['title']}: test data and reconstructions")
+        ax_sweep.plot(curve[:, 0], curve[:, 1], color="k", linewidth=0.8, label="true curve")
+        ax_sweep.scatter(x[:, 0], x[:, 1], s=4, color="0.8")
+        position = np.linspace(0.0, 1.0, int(inside.sum()))
+        ax_sweep.scatter(*points[inside].T, c=position, cmap="viridis", s=8, zorder=3)
+        ax_sweep.scatter(*points[~inside].T, color="tab:red", s=8, zorder=3, label="beyond")
+        ax_sweep.legend(loc="best", fontsize="small")
+        ax_sweep.set_title("decoded sweep of z over (colour) and beyond (red) the codes")
+        ax_dist.plot(s, distance, color="tab:blue")
+        ax_dist.axvspan(s[inside].min(), s[inside].max(), color="0.9", label="code range")
+        ax_dist.set_xlabel("z")
+        ax_dist.set_ylabel("distance to true curve")
+        ax_dist.set_yscale("log")
+        ax_dist.legend(loc="best", fontsize="small")
+        ax_dist.set_title("distance of decoded point to the spiral")
+        for ax in (ax_rec, ax_sweep):
+            ax.set_aspect("equal", adjustable="datalim")
+    return _save(fig, path)

@@ -10,7 +10,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference import check_sites, decode, encode, reconstruct, sample_prior
 from pyrovae.models import GUIDES, MODELS, ModelSpec, build_guide, build_model
 
-SPEC = ModelSpec(x_dim=12, latent_dim=3, hidden=(16, 8), likelihood="bernoulli")
+SPEC = ModelSpec(x_dim=12, latent_dim=3, hidden=(16, 8), likelihood="bernoulli", num_classes=3)
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))
@@ -19,7 +19,7 @@ def test_registered_model_and_default_guide_share_site_names(model_name):
     guide = build_guide(None, SPEC, model)
     x = torch.bernoulli(torch.full((5, 12), 0.5))
     latents = check_sites(model, guide, x)
-    assert latents == [model.latent_site]
+    assert model.latent_site in latents  # besides it: ssvae's class y, a global W, ...
     trace = poutine.trace(model).get_trace(x)
     obs = trace.nodes[model.obs_site]
     assert obs["is_observed"] and obs["value"] is x
@@ -28,7 +28,11 @@ def test_registered_model_and_default_guide_share_site_names(model_name):
         assert [f.name for f in trace.nodes[name]["cond_indep_stack"]] == ["data"]
 
 
-@pytest.mark.parametrize("guide_name", sorted(GUIDES))
+# Guides that are another model's own (ssvae's q(y|x) q(z|x,y), ...) are tested with it above.
+OWN_GUIDES = {getattr(m, "default_guide", None) for name, m in MODELS.items() if name != "vae"}
+
+
+@pytest.mark.parametrize("guide_name", sorted(set(GUIDES) - OWN_GUIDES))
 def test_every_guide_fits_the_vae(guide_name):
     model = build_model("vae", SPEC)
     guide = build_guide(guide_name, SPEC, model)
@@ -61,7 +65,7 @@ def test_posterior_views_have_documented_shapes():
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(PyrovaeError, match="choose one of vae"):
+    with pytest.raises(PyrovaeError, match="choose one of .*vae"):
         build_model("nosuch", SPEC)
     with pytest.raises(PyrovaeError, match="mlp-normal"):
         build_guide("nosuch", SPEC, build_model("vae", SPEC))

@@ -13,12 +13,14 @@ from pyrovae.errors import PyrovaeError
 
 
 def _sample_sites(trace, observed: bool) -> list[str]:
+    # Auxiliary guide sites (an autoguide's "W_unconstrained") have no model counterpart.
     return [
         name
         for name, site in trace.nodes.items()
         if site["type"] == "sample"
         and site["is_observed"] == observed
         and not site_is_subsample(site)
+        and not site["infer"].get("is_auxiliary", False)
     ]
 
 

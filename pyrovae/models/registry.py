@@ -12,11 +12,53 @@ from collections.abc import Callable
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.models.autoencoders import (
+    AE,
+    DAE,
+    SAE,
+    DeltaGuide,
+    DenoisingDeltaGuide,
+    LinearAE,
+    LinearDeltaGuide,
+    SparseDeltaGuide,
+)
+from pyrovae.models.factor_analysis import (
+    PPCA,
+    BayesianFactorAnalysis,
+    BayesianFAGuide,
+    ExactPosteriorGuide,
+    FactorAnalysis,
+    LinearNormalGuide,
+)
 from pyrovae.models.spec import ModelSpec
+from pyrovae.models.ssvae import SSVAE, SSVAEGuide
 from pyrovae.models.vae import VAE, MLPNormalGuide
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"vae": VAE}
-GUIDES: dict[str, Callable[..., nn.Module]] = {"mlp-normal": MLPNormalGuide}
+MODELS: dict[str, Callable[..., nn.Module]] = {"vae": VAE, "ssvae": SSVAE}
+GUIDES: dict[str, Callable[..., nn.Module]] = {"mlp-normal": MLPNormalGuide, "ssvae": SSVAEGuide}
+# Issue 4: the linear-Gaussian models and the autoencoder family.
+MODELS.update(
+    {
+        "fa": FactorAnalysis,
+        "ppca": PPCA,
+        "bayesian-fa": BayesianFactorAnalysis,
+        "ae": AE,
+        "dae": DAE,
+        "sae": SAE,
+        "linear-ae": LinearAE,
+    }
+)
+GUIDES.update(
+    {
+        "linear-normal": LinearNormalGuide,
+        "exact-posterior": ExactPosteriorGuide,
+        "bayesian-fa": BayesianFAGuide,
+        "delta": DeltaGuide,
+        "delta-denoising": DenoisingDeltaGuide,
+        "delta-sparse": SparseDeltaGuide,
+        "delta-linear": LinearDeltaGuide,
+    }
+)
 
 
 def resolve(name: str, registry: dict[str, Callable], kind: str) -> Callable:

@@ -1,0 +1,112 @@
+"""Figures of a semi-supervised run: class-conditional generation, confusion matrix, accuracy.
+
+Same conventions as :mod:`pyrovae.plots`: tensors or arrays in, one PNG per call, the
+``Path`` returned, no pyplot state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.plots import _grid, _grid_figsize, _matrix, _numpy, _save, _series, _show_grid
+
+
+def plot_analogies(
+    sources, generated, image_shape: tuple[int, int], path, title: str = "Analogies"
+) -> Path:
+    """The M2 "analogies" grid: one column per style z, one row per class.
+
+    :param sources: ``(n, h*w)`` images whose inferred style z fills each column (top row).
+    :param generated: ``(K, n, h*w)`` decoder means ``E[x | y = k, z_j]``: row k, column j.
+    :param image_shape: ``(h, w)``.
+    """
+    sources = _matrix(sources, "sources")
+    generated = _numpy(generated).astype(np.float64)
+    if generated.ndim != 3 or generated.shape[1:] != sources.shape:
+        raise PyrovaeError(
+            f"generated must have shape (K, {sources.shape[0]}, {sources.shape[1]}), "
+            f"got {generated.shape}"
+        )
+    k, n, _ = generated.shape
+    grid = _grid(np.concatenate([sources, generated.reshape(k * n, -1)]), image_shape, nrow=n)
+    fig = Figure(figsize=_grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
+    ax = fig.add_subplot()
+    _show_grid(ax, grid, title)
+    row_height = grid.shape[0] / (k + 1)
+    ax.set_yticks(
+        [(i + 0.5) * row_height for i in range(k + 1)],
+        ["input (z)", *(f"y = {c}" for c in range(k))],
+    )
+    ax.set_xlabel("shared style z inferred from the input at the top of each column")
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted) with counts."""
+    y_true = _numpy(y_true).reshape(-1).astype(np.int64)
+    y_pred = _numpy(y_pred).reshape(-1).astype(np.int64)
+    if y_true.shape != y_pred.shape:
+        raise PyrovaeError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length")
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    rows = counts.sum(1, keepdims=True)
+    share = counts / np.maximum(rows, 1)
+    fig = Figure(figsize=(6, 5.2), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(num_classes):
+        for j in range(num_classes):
+            if counts[i, j]:
+                color = "white" if share[i, j] > 0.5 else "black"
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color)
+    ticks = range(num_classes)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f})")
+    fig.colorbar(im, ax=ax, label="share of the true class")
+    return _save(fig, path)
+
+
+def plot_accuracy_curves(
+    metrics: Sequence[dict],
+    path,
+    baseline: float | None = None,
+    best_epoch: int | None = None,
+    title: str = "Classification accuracy",
+) -> Path:
+    """``val_accuracy`` and ``test_accuracy`` of each epoch's metrics row against the epoch.
+
+    ``baseline``: the supervised-only classifier's test accuracy, drawn as a dashed line;
+    ``best_epoch``: the epoch whose parameters were kept, marked by a vertical line.
+    """
+    if not metrics:
+        raise PyrovaeError("plot_accuracy_curves needs at least one epoch of metrics")
+    epochs = np.array([m["epoch"] for m in metrics])
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for key, name in (("val_accuracy", "validation"), ("test_accuracy", "test")):
+        values = _series(metrics, key)
+        ok = ~np.isnan(values)
+        if ok.any():
+            ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=f"M2 {name}")
+    if baseline is not None and np.isfinite(baseline):
+        ax.axhline(baseline, color="0.3", linestyle="--", label="baseline test (labels only)")
+    if best_epoch:
+        ax.axvline(best_epoch, color="tab:red", linewidth=0.8, label=f"kept epoch {best_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(loc="lower right")
+    return _save(fig, path)

@@ -1,0 +1,191 @@
+"""The semi-supervised VAE (M2): its objective, the label split, the batches and the CLI."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pyro.poutine as poutine
+import pytest
+import torch
+import torch.nn.functional as F
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.inference import check_sites
+from pyrovae.labels import SemiSupervisedBatches, balanced_label_split
+from pyrovae.models import ModelSpec, build_guide, build_model
+from pyrovae.models import ssvae as ssvae_module
+from tests.test_cli import assert_one_error_line, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+K, D, LATENT = 3, 6, 2
+SPEC = ModelSpec(
+    x_dim=D, latent_dim=LATENT, hidden=(8,), num_classes=K, options={"labels": 3, "alpha": 2.5}
+)
+LOG_2PI = math.log(2 * math.pi)
+
+
+def tiny_pair():
+    model = build_model("ssvae", SPEC)
+    return model, build_guide(None, SPEC, model)
+
+
+def recording(guide, store: dict):
+    """``guide`` with the trace of its last run (inside the ELBO's handlers) kept in ``store``."""
+
+    def program(*args):
+        with poutine.trace() as tracer:
+            guide(*args)
+        store["trace"] = tracer.trace
+
+    return program
+
+
+def log_normal(z, loc, scale):
+    return (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * LOG_2PI).sum(-1)
+
+
+def labelled_elbo(model, guide, x, k: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x, y=k, z) - log q(z | x, y=k) per row, written out by hand: ``(batch,)``."""
+    one_hot = F.one_hot(k, K).float().expand(x.shape[0], K)
+    log_p_z = (-0.5 * z**2 - 0.5 * LOG_2PI).sum(-1)
+    log_p_y = -math.log(K)
+    logits = model.decoder(torch.cat([z, one_hot], -1))
+    log_p_x = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    loc, raw_scale = guide.encoder(torch.cat([x, one_hot], -1)).split(LATENT, -1)
+    log_q_z = log_normal(z, loc, F.softplus(raw_scale) + guide.min_scale)
+    return log_p_z + log_p_y + log_p_x - log_q_z
+
+
+def test_enumeration_equals_the_explicit_sum_over_classes():
+    model, guide = tiny_pair()
+    x = torch.bernoulli(torch.full((5, D), 0.4))
+    store = {}
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, recording(guide, store), x)
+    z = store["trace"].nodes["z"]["value"]
+    assert z.shape == (K, 5, LATENT)  # one z per class and row: y was enumerated, not sampled
+    log_q_y = torch.log_softmax(model.classifier(x), -1)
+    # U(x) = sum_k q(k|x) [log p(x, k, z_k) - log q(z_k | x, k) - log q(k|x)]
+    per_class = [labelled_elbo(model, guide, x, torch.tensor(k), z[k]) for k in range(K)]
+    elbo = sum(log_q_y[:, k].exp() * (per_class[k] - log_q_y[:, k]) for k in range(K))
+    assert loss == pytest.approx(-float(elbo.sum().detach()), rel=1e-5)
+
+
+def test_labelled_rows_observe_y_and_add_the_scaled_auxiliary_term():
+    model, guide = tiny_pair()
+    x = torch.bernoulli(torch.full((4, D), 0.6))
+    y = torch.tensor([0, 2, 1, 2])
+    weight = torch.full((4,), 0.25)
+    store = {}
+    loss = Trace_ELBO().loss(model, recording(guide, store), x, y, weight)
+    assert "y" not in store["trace"].nodes  # observed: the guide does not sample it
+    z = store["trace"].nodes["z"]["value"]
+    log_q_y = torch.log_softmax(model.classifier(x), -1).gather(-1, y[:, None]).squeeze(-1)
+    elbo = labelled_elbo(model, guide, x, y, z) + model.alpha * log_q_y
+    assert loss == pytest.approx(-float((weight * elbo).sum().detach()), rel=1e-5)
+
+
+def test_pair_shares_the_classifier_and_its_sites():
+    model, guide = tiny_pair()
+    assert guide.classifier is model.classifier
+    assert check_sites(model, guide, torch.zeros(2, D)) == ["y", "z"]
+    assert check_sites(model, guide, torch.zeros(2, D), torch.tensor([0, 1])) == ["z"]
+
+
+def test_label_split_is_class_balanced_seeded_and_a_partition():
+    y = torch.randint(0, 10, (600,), generator=torch.Generator().manual_seed(3))
+    labelled, unlabelled = balanced_label_split(y, 50, 10, seed=0)
+    assert torch.bincount(y[labelled], minlength=10).tolist() == [5] * 10
+    assert torch.equal(torch.sort(torch.cat([labelled, unlabelled])).values, torch.arange(600))
+    again, _ = balanced_label_split(y, 50, 10, seed=0)
+    other, _ = balanced_label_split(y, 50, 10, seed=1)
+    assert torch.equal(labelled, again)
+    assert not torch.equal(labelled, other)
+
+
+@pytest.mark.parametrize(
+    "labels, words",
+    [(-1, ["positive"]), (0, ["positive"]), (15, ["multiple of 10"]), (10_000, ["more than"])],
+)
+def test_bad_label_counts_are_one_line_errors(labels, words):
+    y = torch.arange(600) % 10
+    with pytest.raises(PyrovaeError, match=words[0]):
+        balanced_label_split(y, labels, 10, seed=0)
+
+
+def test_a_class_too_small_for_its_share_is_an_error():
+    y = torch.cat([torch.zeros(50), torch.ones(3)]).long()
+    with pytest.raises(PyrovaeError, match="class 1 has only 3"):
+        balanced_label_split(y, 10, 2, seed=0)
+
+
+def test_batches_interleave_and_weigh_labelled_rows_once_per_epoch():
+    x_l, y_l = torch.rand(7, D), torch.arange(7) % K
+    x_u = torch.rand(45, D)
+    batches = SemiSupervisedBatches(x_l, y_l, x_u, batch_size=10, seed=4)
+    epoch = list(batches.epoch(2))
+    assert len(epoch) == len(batches) == 10
+    assert [len(args) for args in epoch] == [1, 3] * 5  # unlabelled, labelled, ...
+    seen = torch.cat([args[0] for args in epoch[::2]])
+    assert torch.equal(seen.sort(0).values, x_u.sort(0).values)  # every unlabelled row once
+    weights = torch.cat([args[2] for args in epoch[1::2]])
+    assert float(weights.sum()) == pytest.approx(7)  # labelled rows count once per epoch
+    for x, y, _ in epoch[1::2]:
+        rows = (x[:, None] == x_l[None]).all(-1).float().argmax(-1)
+        assert torch.equal(y, y_l[rows])
+    for first, again in zip(epoch, batches.epoch(2), strict=True):  # seeded: same batches
+        assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+# --------------------------------------------------------------------------- command line
+
+TINY = ["--model", "ssvae", "--epochs", "2", "--quiet", "--hidden", "16", "--latent-dim", "2"]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--labels", "-1"], ["--labels", "positive"]),
+        (["--labels", "15"], ["--labels 15", "multiple of 10"]),
+        (["--labels", "5000"], ["--labels 5000", "more than"]),
+        (["--dataset", "spiral"], ["ssvae", "labels"]),
+        (["--elbo", "meanfield"], ["--elbo enum"]),
+        (["--elbo", "jit-enum"], ["--elbo enum"]),
+    ],
+)
+def test_bad_options_are_one_error_line_before_any_run_folder(extra, words, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, _, err = run_cli([*TINY, *extra, "--out", run], capsys)
+    assert_one_error_line(code, err, *words)
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_negative_labels_in_a_real_process(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train_svi.py"), *TINY, "--labels", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert_one_error_line(proc.returncode, proc.stderr, "--labels")
+
+
+def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ssvae_module, "BASELINE_MAX_EPOCHS", 20)
+    run = tmp_path / "run"
+    code, _, err = run_cli([*TINY, "--labels", "50", "--out", run], capsys)
+    assert code == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["elbo"] == "enum" and summary["labels"] == 50
+    assert summary["alpha"] == pytest.approx(ssvae_module.default_alpha(64))
+    for key in ("test_accuracy", "baseline_accuracy", "val_accuracy", "test_accuracy_binarized"):
+        assert 0 <= summary[key] <= 1, key
+    assert summary["baseline_epochs"] <= 20
+    for name in ("analogies.png", "confusion_matrix.png", "accuracy.png", "samples.png"):
+        assert (run / name).stat().st_size > 0, name
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert "val_accuracy" in header and "test_accuracy" in header
