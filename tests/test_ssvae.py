@@ -181,7 +181,7 @@ def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["elbo"] == "enum" and summary["labels"] == 50
-    assert summary["alpha"] == pytest.approx(ssvae_module.default_alpha(64))
+    assert summary["alpha"] == pytest.approx(ssvae_module.default_alpha(64)) == 6.4
     for key in ("test_accuracy", "baseline_accuracy", "val_accuracy", "test_accuracy_binarized"):
         assert 0 <= summary[key] <= 1, key
     assert summary["baseline_epochs"] <= 20
