@@ -40,24 +40,13 @@ from pyrovae.models.linear_gaussian import (  # noqa: E402
     largest_principal_angle_deg,
     pca_svd,
     ppca_ml,
+    random_fa_parameters,
     sample_fa,
 )
 
 
-def true_model(D: int, k: int, isotropic: bool, seed: int):
-    """``W (D, k)`` ~ N(0, 1), ``mu (D,)`` ~ N(0, 1), ``psi`` ~ U(0.2, 1) (or 0.5 for all)."""
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(D, k, generator=g, dtype=torch.float64)
-    mu = torch.randn(D, generator=g, dtype=torch.float64)
-    if isotropic:
-        psi = torch.full((D,), 0.5, dtype=torch.float64)
-    else:
-        psi = 0.2 + 0.8 * torch.rand(D, generator=g, dtype=torch.float64)
-    return W, mu, psi
-
-
 def write_data(path: Path, D, k, n_train, n_test, isotropic, seed):
-    W, mu, psi = true_model(D, k, isotropic, seed)
+    W, mu, psi = random_fa_parameters(D, k, isotropic, seed)
     x = sample_fa(n_train + n_test, W, mu, psi, seed=seed + 1).float().numpy()
     np.savez(path, x_train=x[:n_train], x_test=x[n_train:], W=W, mu=mu, psi=psi)
     return W, mu, psi

@@ -24,6 +24,7 @@ from pyrovae.models.linear_gaussian import (
     largest_principal_angle_deg,
     pca_svd,
     ppca_ml,
+    random_fa_parameters,
     sample_fa,
 )
 
@@ -41,14 +42,7 @@ FAST = dict(epochs=25, lr=0.05, batch_size=256, quiet=True)
 
 
 def true_model(isotropic=False, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(D, K, generator=g, dtype=torch.float64)
-    mu = torch.randn(D, generator=g, dtype=torch.float64)
-    if isotropic:
-        psi = torch.full((D,), 0.5, dtype=torch.float64)
-    else:
-        psi = 0.2 + 0.8 * torch.rand(D, generator=g, dtype=torch.float64)
-    return W, mu, psi
+    return random_fa_parameters(D, K, isotropic, seed)
 
 
 def fa_npz(path, isotropic=False, n_train=1500, n_test=500):

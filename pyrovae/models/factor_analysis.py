@@ -51,6 +51,7 @@ from pyrovae.models.linear_gaussian import (
     ppca_ml,
 )
 from pyrovae.models.spec import ModelSpec
+from pyrovae.models.vae import MLPNormalGuide
 from pyrovae.run_folder import RunFolder
 from pyrovae.spiral import spiral_report
 
@@ -273,26 +274,15 @@ class _Conditioned:
 # ----------------------------------------------------------------------------- guides
 
 
-class LinearNormalGuide(nn.Module):
+class LinearNormalGuide(MLPNormalGuide):
     """Amortised linear-Gaussian encoder ``q(z|x) = N(A x + b, diag(softplus(C x + d)^2))``.
 
     ``x: (batch, D)`` -> ``z: (batch, k)``. Fits any model with a k-dimensional latent "z".
+    The MLP guide with no hidden layers.
     """
 
     def __init__(self, spec: ModelSpec, min_scale: float = 1e-4):
-        super().__init__()
-        self.latent_dim, self.min_scale = spec.latent_dim, min_scale
-        self.encoder = nn.Linear(spec.x_dim, 2 * spec.latent_dim)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x: (batch, D)`` -> ``(loc, scale)``, each ``(batch, k)``."""
-        loc, raw_scale = self.encoder(x).split(self.latent_dim, dim=-1)
-        return loc, F.softplus(raw_scale) + self.min_scale
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        loc, scale = self.encode(x)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+        super().__init__(spec, min_scale, hidden=())
 
 
 class ExactPosteriorGuide(nn.Module):

@@ -111,6 +111,19 @@ def largest_principal_angle_deg(a, b) -> float:
     return math.degrees(float(principal_angles(a, b)[0]))
 
 
+def random_fa_parameters(D: int, k: int, isotropic: bool = False, seed: int = 0):
+    """A random FA (or PPCA) model ``(W (D, k), mu (D,), psi (D,))``, float64:
+    ``W``, ``mu`` ~ N(0, 1); ``psi`` ~ U(0.2, 1), or 0.5 everywhere when ``isotropic``."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(D, k, generator=g, dtype=torch.float64)
+    mu = torch.randn(D, generator=g, dtype=torch.float64)
+    if isotropic:
+        psi = torch.full((D,), 0.5, dtype=torch.float64)
+    else:
+        psi = 0.2 + 0.8 * torch.rand(D, generator=g, dtype=torch.float64)
+    return W, mu, psi
+
+
 def sample_fa(n: int, W, mu, psi, seed: int = 0) -> torch.Tensor:
     """``n`` rows drawn from the factor-analysis model: ``(n, D)`` float64."""
     W, mu = _f64(W), _f64(mu)

@@ -51,11 +51,15 @@ class VAE(nn.Module):
 class MLPNormalGuide(nn.Module):
     """The amortised guide q(z|x): a diagonal Normal whose loc and scale come from an MLP."""
 
-    def __init__(self, spec: ModelSpec, min_scale: float = 1e-4):
+    def __init__(
+        self, spec: ModelSpec, min_scale: float = 1e-4, hidden: tuple[int, ...] | None = None
+    ):
+        """``hidden`` overrides ``spec.hidden`` (``()``: a linear encoder)."""
         super().__init__()
         self.latent_dim = spec.latent_dim
         self.min_scale = min_scale
-        self.encoder = mlp([spec.x_dim, *spec.hidden, 2 * spec.latent_dim])
+        hidden = spec.hidden if hidden is None else hidden
+        self.encoder = mlp([spec.x_dim, *hidden, 2 * spec.latent_dim])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (batch, D)`` -> ``(loc, scale)``, each ``(batch, k)``."""
