@@ -71,7 +71,7 @@ def _kind(data: np.ndarray, image_shape: tuple[int, int] | None) -> str:
     return "points" if data.shape[1] == 2 else "vector"
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
     """Write ``fig`` as a PNG at ``path`` (parent folders created), release it, return Path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +211,7 @@ def plot_training_curves(metrics: list[dict], path) -> Path:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_reconstructions(
@@ -236,7 +236,7 @@ def plot_reconstructions(
         ax.set_title("Reconstructions")
     else:
         fig = _reconstruction_heatmaps(x[:max_items], x_recon[:max_items])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _reconstruction_images(x: np.ndarray, x_recon: np.ndarray, image_shape) -> Figure:
@@ -281,7 +281,7 @@ def plot_samples(
         fig = Figure(figsize=(6, 4), layout="constrained")
         ax = fig.add_subplot()
         fig.colorbar(_heatmap(ax, samples, title), ax=ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_latent_space(z, labels, path, title: str = "Latent space (posterior means)") -> Path:
@@ -307,7 +307,7 @@ def plot_latent_space(z, labels, path, title: str = "Latent space (posterior mea
         else:
             _label_pca_axes(ax, ratios)
             ax.set_title(f"{title}, PCA of {z.shape[1]} dims")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _latent_1d(ax, z: np.ndarray, labels: np.ndarray | None) -> None:
@@ -353,7 +353,7 @@ def plot_interpolation(
         ax = fig.add_subplot()
         fig.colorbar(_heatmap(ax, decoded, title), ax=ax)
         ax.set_ylabel("step")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _draw_path(ax, points: np.ndarray) -> None:
@@ -388,7 +388,7 @@ def plot_spiral(x, x_recon, decoded_path, path, true_curve=None, title: str = "S
     for ax in (ax_data, ax_rec, ax_path):
         ax.set_aspect("equal", adjustable="datalim")
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _colored_path(fig: Figure, ax, points: np.ndarray, background: np.ndarray) -> None:
@@ -421,7 +421,7 @@ def plot_image_grid(
     grid = _grid(images, image_shape, nrow=nrow, normalize=normalize)
     fig = Figure(figsize=_grid_figsize(grid.shape), layout="constrained")
     _show_grid(fig.add_subplot(), grid, title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loadings(loadings, image_shape: tuple[int, int] | None, path, title: str = "") -> Path:
@@ -436,7 +436,7 @@ def plot_loadings(loadings, image_shape: tuple[int, int] | None, path, title: st
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     fig.colorbar(_heatmap(ax, loadings, title), ax=ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_spiral_sweeps(panels: list[dict], true_curve, path) -> Path:
@@ -472,4 +472,4 @@ def plot_spiral_sweeps(panels: list[dict], true_curve, path) -> Path:
         ax_dist.set_title("distance of decoded point to the spiral")
         for ax in (ax_rec, ax_sweep):
             ax.set_aspect("equal", adjustable="datalim")
-    return _save(fig, path)
+    return save_figure(fig, path)

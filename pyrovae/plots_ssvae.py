@@ -14,7 +14,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.plots import _grid, _grid_figsize, _matrix, _numpy, _save, _series, _show_grid
+from pyrovae.plots import (
+    _grid,
+    _grid_figsize,
+    _matrix,
+    _numpy,
+    _series,
+    _show_grid,
+    save_figure,
+)
 
 
 def plot_analogies(
@@ -44,7 +52,7 @@ def plot_analogies(
         ["input (z)", *(f"y = {c}" for c in range(k))],
     )
     ax.set_xlabel("shared style z inferred from the input at the top of each column")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "") -> Path:
@@ -73,7 +81,7 @@ def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f})")
     fig.colorbar(im, ax=ax, label="share of the true class")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_curves(
@@ -109,4 +117,4 @@ def plot_accuracy_curves(
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -35,14 +35,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _json_ready(value):
+def json_ready(value):
     """Replace NaN/inf (not valid JSON) by None, recursively."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -85,7 +85,7 @@ class RunFolder:
         atomic_write_text(self.metrics, buffer.getvalue())
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write_text(self.summary, json.dumps(_json_ready(summary), indent=2) + "\n")
+        atomic_write_text(self.summary, json.dumps(json_ready(summary), indent=2) + "\n")
 
     def read_summary(self) -> dict:
         return json.loads(self.summary.read_text()) if self.summary.exists() else {}

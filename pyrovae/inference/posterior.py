@@ -12,7 +12,8 @@ from pyro.poutine.util import site_is_subsample
 from pyrovae.errors import PyrovaeError
 
 
-def _sample_sites(trace, observed: bool) -> list[str]:
+def sample_site_names(trace, observed: bool) -> list[str]:
+    """Names of the sample sites of ``trace`` that are observed (or latent), in trace order."""
     # Auxiliary guide sites (an autoguide's "W_unconstrained") have no model counterpart.
     return [
         name
@@ -33,8 +34,8 @@ def check_sites(model, guide, *args) -> list[str]:
     """
     guide_trace = poutine.trace(guide).get_trace(*args)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
-    in_guide = set(_sample_sites(guide_trace, observed=False))
-    in_model = set(_sample_sites(model_trace, observed=False))
+    in_guide = set(sample_site_names(guide_trace, observed=False))
+    in_model = set(sample_site_names(model_trace, observed=False))
     if in_guide - in_model:
         raise PyrovaeError(
             f"the guide samples {sorted(in_guide - in_model)} but the model has no such latent "
@@ -45,14 +46,14 @@ def check_sites(model, guide, *args) -> list[str]:
             f"the model's latent sites {sorted(in_model - in_guide)} are not sampled by the "
             f"guide (guide samples: {sorted(in_guide)}); give the sites matching names"
         )
-    return _sample_sites(guide_trace, observed=False)
+    return sample_site_names(guide_trace, observed=False)
 
 
 def latent_site(model, guide, x: torch.Tensor) -> str:
     """The name of the (first) latent site: ``model.latent_site`` or found by tracing."""
     name = getattr(model, "latent_site", None)
     if name is None:
-        name = _sample_sites(poutine.trace(guide).get_trace(x), observed=False)[0]
+        name = sample_site_names(poutine.trace(guide).get_trace(x), observed=False)[0]
     return name
 
 
@@ -62,7 +63,7 @@ def obs_site(model, x: torch.Tensor) -> str:
     if name is not None:
         return name
     trace = poutine.trace(model).get_trace(x)
-    for name in reversed(_sample_sites(trace, observed=True)):
+    for name in reversed(sample_site_names(trace, observed=True)):
         if trace.nodes[name]["value"].shape == x.shape:
             return name
     raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")

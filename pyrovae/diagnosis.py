@@ -1,0 +1,485 @@
+"""``pyrovae.diagnose(run)`` and ``scripts/diagnose.py``: how good is q(z|x) of a trained run?
+
+On the run's test rows (the same binarised rows as its test ELBO), for any model/guide pair:
+
+- the importance-weighted bound (IWAE) per row with K samples, its mean and standard
+  error, and the estimate for K = 1, 10, 100, ... to show its convergence;
+- Pareto k-hat of each row's weights (PSIS) and the shares above 0.5 and 0.7;
+- KL(q || p) per latent dimension, active units and a posterior-collapse warning;
+- a NUTS reference posterior for a few rows, with R-hat and bulk ESS, and q against it;
+- the amortisation gap of a subset of rows.
+
+Global latent sites (outside the data plate, e.g. a Bayesian FA's loadings) are fixed at
+their mean under q, so the per-row numbers are conditional on that plug-in value.
+Written to the run folder: ``diagnostics.json``, ``posterior.nc`` (ArviZ) and figures.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+
+DEFAULT_KS = (1, 10, 100, 1000, 5000)
+FIGURES = {
+    "pareto_k": "pareto_khat.png",
+    "iwae_vs_k": "iwae_vs_k.png",
+    "kl_per_dim": "kl_per_dim.png",
+    "nuts_vs_q": "nuts_vs_q.png",
+}
+UNITS = "nats per example (log densities of one test row); higher is better"
+
+
+@contextmanager
+def _evaluation_mode(*programs):
+    """Modules in eval mode (no dropout) for the block, restored afterwards."""
+    modules = [p for p in programs if isinstance(p, nn.Module)]
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
+
+
+def _timed(seconds: dict, name: str):
+    @contextmanager
+    def block():
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds[name] = time.perf_counter() - start
+
+    return block()
+
+
+def _spread_rows(khat: np.ndarray | None, count: int, n: int, generator: np.random.Generator):
+    """``count`` row indices: spread over the k-hat ranking (best to worst) when k-hats are
+    known, so the worst-fitting row is among them; else drawn at random."""
+    count = min(count, n)
+    if khat is None:
+        return sorted(generator.choice(n, size=count, replace=False).tolist())
+    order = np.argsort(np.where(np.isfinite(khat), khat, -1e9), kind="stable")
+    picks = np.unique(np.round(np.linspace(0, n - 1, count)).astype(int))
+    return [int(order[p]) for p in picks]
+
+
+def diagnose(
+    run,
+    *,
+    iwae_samples: int = 1000,
+    nuts_points: int = 4,
+    amortization_points: int = 100,
+    max_points: int | None = None,
+    nuts_samples: int = 500,
+    nuts_warmup: int = 500,
+    nuts_chains: int = 2,
+    amortization_steps: int = 500,
+    device: str = "cpu",
+    seed: int = 0,
+    write: bool = True,
+    progress: bool = False,
+) -> dict:
+    """Posterior diagnostics of a trained run on its test rows; the numbers as a dict.
+
+    :param run: a :class:`pyrovae.Run` or the path of a run folder.
+    :param iwae_samples: K, importance samples per row (0 skips the IWAE and k-hat).
+    :param nuts_points: rows given a NUTS reference posterior (0 skips it).
+    :param amortization_points: rows whose q is optimised on its own (0 skips it).
+    :param max_points: use only the first this many test rows (default: all).
+    :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
+        folder.
+    """
+    from pyrovae.api import Run, load_run
+    from pyrovae.inference.diagnostics.structure import frozen_parameters
+
+    for name, value in (
+        ("iwae-samples", iwae_samples),
+        ("nuts-points", nuts_points),
+        ("amortization-points", amortization_points),
+    ):
+        if value < 0:
+            raise PyrovaeError(f"--{name} must be 0 (skip) or more, got {value}")
+    if nuts_points and nuts_chains < 2:
+        raise PyrovaeError(f"--nuts-chains must be at least 2 (for R-hat), got {nuts_chains}")
+    if not isinstance(run, Run):
+        run = load_run(run, device=device)
+    with frozen_parameters(run.model, run.guide), _evaluation_mode(run.model, run.guide):
+        return _diagnose(
+            run,
+            iwae_samples=iwae_samples,
+            nuts_points=nuts_points,
+            amortization_points=amortization_points,
+            max_points=max_points,
+            nuts_samples=nuts_samples,
+            nuts_warmup=nuts_warmup,
+            nuts_chains=nuts_chains,
+            amortization_steps=amortization_steps,
+            seed=seed,
+            write=write,
+            progress=progress,
+        )
+
+
+def _diagnose(
+    run,
+    *,
+    iwae_samples,
+    nuts_points,
+    amortization_points,
+    max_points,
+    nuts_samples,
+    nuts_warmup,
+    nuts_chains,
+    amortization_steps,
+    seed,
+    write,
+    progress,
+) -> dict:
+    from pyrovae.inference.diagnostics.amortization import amortization_gap
+    from pyrovae.inference.diagnostics.importance import importance_weights
+    from pyrovae.inference.diagnostics.latents import latent_health
+    from pyrovae.inference.diagnostics.pareto import khat_summary, pareto_khat
+    from pyrovae.inference.diagnostics.reference import nuts_reference
+    from pyrovae.inference.diagnostics.structure import (
+        condition_on_globals,
+        global_means,
+        inspect_pair,
+    )
+
+    pyro.set_rng_seed(seed)
+    generator = np.random.default_rng(seed)
+    x = run.data.x_test
+    if max_points is not None:
+        x = x[:max_points]
+    device = _device_of(run.model, run.guide)
+    x = x.to(device)
+    if x.shape[0] == 0:
+        raise PyrovaeError("the run has no test rows to diagnose")
+    structure = inspect_pair(run.model, run.guide, x)
+    model, guide = condition_on_globals(run.model, run.guide, global_means(run.guide, structure, x))
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
+    out: dict = {
+        "run": str(run.folder.path),
+        "model": run.summary.get("model", run.config.model),
+        "guide": run.summary.get("guide", run.config.guide),
+        "dataset": run.data.dataset.name,
+        "rows": "test",
+        "num_points": int(x.shape[0]),
+        "units": UNITS,
+        "seed": seed,
+        "latent_sites": list(structure.local_sites),
+        "global_sites": list(structure.global_sites),
+    }
+    if structure.global_sites:
+        notes.append(
+            f"global sites {list(structure.global_sites)} are fixed at their mean under q: "
+            "every per-row number is conditional on that plug-in value"
+        )
+    if structure.enumerated_sites:
+        notes.append(
+            f"enumerated sites {list(structure.enumerated_sites)} are summed out exactly inside "
+            "each importance weight, so the K = 1 estimate is above the ELBO"
+        )
+
+    weights = khat = None
+    if iwae_samples and not structure.guide_is_density:
+        notes.append(
+            f"no IWAE bound or k-hat: the guide draws {list(structure.point_mass_sites)} from a "
+            "point mass (Delta), which has no density to weight by"
+        )
+    elif iwae_samples:
+        with _timed(seconds, "iwae"):
+            weights = importance_weights(
+                model, guide, x, iwae_samples, structure, progress=progress
+            )
+        out.update(_iwae_numbers(weights))
+        if not weights.vectorized:
+            notes.append("the pair does not broadcast over a sample dimension: one particle a pass")
+        with _timed(seconds, "pareto_k"):
+            khat = pareto_khat(weights.log_weights)
+        out.update(khat_summary(khat))
+    for key in ("iwae_log_likelihood", "iwae_standard_error", "iwae_by_k"):
+        out.setdefault(key, None)
+    for key in ("pareto_k_share_above_0.5", "pareto_k_share_above_0.7"):
+        out.setdefault(key, None)
+
+    with _timed(seconds, "latents"):
+        health = latent_health(model, guide, x, structure)
+    out.update(
+        kl_per_dim=health.kl_per_dim,
+        kl_method=health.kl_method,
+        kl_total=health.kl_total,
+        active_units=health.active_units,
+        latent_dims=health.latent_dims,
+        active_unit_variance=health.mean_variance,
+        collapse_warning=health.collapse_warning,
+    )
+
+    reference = None
+    out.update(nuts_max_rhat=None, nuts_min_ess=None)
+    if nuts_points:
+        rows = _spread_rows(khat, nuts_points, x.shape[0], generator)
+        with _timed(seconds, "nuts"):
+            reference = nuts_reference(
+                model,
+                guide,
+                x,
+                rows,
+                structure,
+                num_chains=nuts_chains,
+                num_samples=nuts_samples,
+                warmup_steps=nuts_warmup,
+                seed=seed,
+                jit_compile=True,
+                progress=progress,
+            )
+        out.update(reference.summary())
+
+    out["amortization_gap"] = None
+    if amortization_points and not structure.guide_is_density:
+        notes.append("no amortisation gap: a point-mass guide has no ELBO to improve")
+    elif amortization_points:
+        rows = sorted(
+            generator.choice(x.shape[0], min(amortization_points, x.shape[0]), replace=False)
+        )
+        with _timed(seconds, "amortization"):
+            try:
+                gap = amortization_gap(
+                    model,
+                    guide,
+                    x,
+                    [int(r) for r in rows],
+                    structure,
+                    steps=amortization_steps,
+                    eval_samples=max(iwae_samples, 100),
+                    progress=progress,
+                )
+                out.update(gap.summary())
+            except PyrovaeError as exc:
+                notes.append(f"no amortisation gap: {exc}")
+    out["notes"] = notes
+    out["seconds"] = seconds
+    if write:
+        out["files"] = _write(run, out, weights, khat, health, reference)
+    return out
+
+
+def _device_of(*programs) -> torch.device:
+    for program in programs:
+        if isinstance(program, nn.Module):
+            for p in program.parameters():
+                return p.device
+    return torch.device("cpu")
+
+
+def _iwae_numbers(weights) -> dict:
+    k_max = weights.num_samples
+    ks = sorted({k for k in DEFAULT_KS if k < k_max} | {k_max})
+    by_k = {}
+    for k in ks:
+        per_row = weights.iwae(k)
+        by_k[str(k)] = {"estimate": float(per_row.mean()), "standard_error": _se(per_row)}
+    per_row = weights.iwae()
+    return {
+        "iwae_samples": k_max,
+        "iwae_log_likelihood": float(per_row.mean()),
+        "iwae_standard_error": _se(per_row),
+        "iwae_by_k": by_k,
+        "elbo_monte_carlo": float(weights.elbo.mean()),
+        "elbo_monte_carlo_standard_error": _se(weights.elbo),
+    }
+
+
+def _se(values: torch.Tensor) -> float:
+    n = values.numel()
+    return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
+
+
+def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
+    from pyrovae import plots_diagnostics as figures
+    from pyrovae.run_folder import atomic_write_text, json_ready
+
+    folder = run.folder.path
+    written = []
+    if khat is not None:
+        written.append(figures.plot_khat(khat, folder / FIGURES["pareto_k"]))
+        by_k = out["iwae_by_k"]
+        written.append(
+            figures.plot_iwae_vs_k(
+                [int(k) for k in by_k],
+                [v["estimate"] for v in by_k.values()],
+                [v["standard_error"] for v in by_k.values()],
+                folder / FIGURES["iwae_vs_k"],
+                elbo=run.summary.get("test_elbo"),
+            )
+        )
+    if any(v is not None for v in health.kl_per_dim.values()):
+        written.append(
+            figures.plot_kl_per_dim(
+                health.kl_per_dim, health.mean_variance, folder / FIGURES["kl_per_dim"]
+            )
+        )
+    if reference is not None:
+        site = next(iter(reference.nuts))
+        written.append(
+            figures.plot_nuts_vs_q(
+                reference.nuts[site],
+                reference.guide[site],
+                reference.rows,
+                folder / FIGURES["nuts_vs_q"],
+                site=site,
+            )
+        )
+    if weights is not None or reference is not None:
+        written.append(_write_inference_data(folder / "posterior.nc", weights, khat, reference))
+    names = [Path(p).name for p in written]
+    atomic_write_text(
+        folder / "diagnostics.json",
+        json.dumps(json_ready({**out, "files": names}), indent=2) + "\n",
+    )
+    return names + ["diagnostics.json"]
+
+
+def _write_inference_data(path: Path, weights, khat, reference) -> Path:
+    """``posterior.nc``: NUTS draws (``posterior``, ``sample_stats``), the guide's draws for
+    the same rows (``approximate_posterior``) and per-row importance results
+    (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``, ``elbo``)."""
+    import xarray as xr
+
+    from pyrovae.inference.diagnostics.arviz_import import import_arviz
+
+    az = import_arviz()
+    idata = reference.inference_data() if reference is not None else az.InferenceData()
+    if weights is not None:
+        n, k = weights.log_weights.shape
+        importance = xr.Dataset(
+            {
+                "log_weights": (("point", "sample"), weights.log_weights.float().numpy()),
+                "pareto_k": (("point",), khat),
+                "iwae": (("point",), weights.iwae().numpy()),
+                "elbo": (("point",), weights.elbo.numpy()),
+            },
+            coords={"point": np.arange(n), "sample": np.arange(k)},
+            attrs={"units": "nats", "description": "log p(x, z) - log q(z | x), z ~ q"},
+        )
+        idata.add_groups({"importance": importance}, warn_on_custom_groups=False)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def one_line_summary(out: dict) -> str:
+    """The headline numbers of :func:`diagnose` on one line."""
+    parts = []
+    if out.get("iwae_log_likelihood") is not None:
+        parts.append(
+            f"IWAE (K={out['iwae_samples']}) {out['iwae_log_likelihood']:.3f} "
+            f"+- {out['iwae_standard_error']:.3f} nats/example"
+        )
+        parts.append(f"k-hat > 0.7 for {out['pareto_k_share_above_0.7']:.1%} of rows")
+    parts.append(f"{out['active_units']}/{out['latent_dims']} active units")
+    if out.get("amortization_gap") is not None:
+        parts.append(f"amortisation gap {out['amortization_gap']:.3f} nats")
+    if out.get("nuts_max_rhat") is not None:
+        parts.append(f"NUTS max R-hat {out['nuts_max_rhat']:.3f}")
+    return "; ".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pyrovae.cli import OneLineErrorParser
+
+    parser = OneLineErrorParser(
+        prog="diagnose.py",
+        description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
+        "Pareto k-hat, latent KL and active units, NUTS reference, amortisation gap. Writes "
+        "diagnostics.json, posterior.nc and figures into the run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train_svi.py")
+    add = parser.add_argument
+    add(
+        "--iwae-samples",
+        type=int,
+        default=1000,
+        metavar="K",
+        help="importance samples per row (0: skip)",
+    )
+    add(
+        "--nuts-points",
+        type=int,
+        default=4,
+        metavar="N",
+        help="rows with a NUTS reference (0: skip)",
+    )
+    add(
+        "--amortization-points",
+        type=int,
+        default=100,
+        metavar="M",
+        help="rows for the amortisation gap (0: skip)",
+    )
+    add(
+        "--max-points",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use only the first N test rows (default: all)",
+    )
+    add("--nuts-samples", type=int, default=500, help="NUTS draws kept per chain")
+    add("--nuts-warmup", type=int, default=500, help="NUTS adaptation steps per chain")
+    add("--nuts-chains", type=int, default=2, help="NUTS chains (at least 2)")
+    add("--amortization-steps", type=int, default=500, help="Adam steps per amortisation-gap fit")
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--seed", type=int, default=0, help="random seed")
+    add("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = diagnose(
+            args.run_dir,
+            iwae_samples=args.iwae_samples,
+            nuts_points=args.nuts_points,
+            amortization_points=args.amortization_points,
+            max_points=args.max_points,
+            nuts_samples=args.nuts_samples,
+            nuts_warmup=args.nuts_warmup,
+            nuts_chains=args.nuts_chains,
+            amortization_steps=args.amortization_steps,
+            device=args.device,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    except PyrovaeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no diagnostics written", file=sys.stderr)
+        return 130
+    if out.get("collapse_warning"):
+        print(f"warning: {out['collapse_warning']}", file=sys.stderr)
+    print(f"{one_line_summary(out)}; written to {Path(args.run_dir) / 'diagnostics.json'}")
+    return 0

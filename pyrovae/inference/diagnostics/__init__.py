@@ -1,0 +1,1 @@
+"""Posterior diagnostics for any model/guide pair, read from traces of the two programs."""

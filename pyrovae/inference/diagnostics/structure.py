@@ -1,0 +1,184 @@
+"""What the diagnostics read off one trace of a model and guide: the plate over the data
+rows, the local and global latent sites, enumerated sites and point-mass guides.
+
+Nothing here knows a particular model: a pair qualifies when its observed site for ``x``
+sits in a plate over the rows of ``x`` (``pyro.plate("data", x.shape[0])``).
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import prune_subsample_sites
+from torch import nn
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.inference.posterior import sample_site_names
+
+
+@dataclass(frozen=True)
+class PairStructure:
+    """The sites and plates of a model/guide pair, as the diagnostics need them.
+
+    :param obs_site: the model's sample site that observes ``x``.
+    :param data_plate: name of the plate over the rows of ``x``.
+    :param data_dim: that plate's (negative) batch dimension.
+    :param max_plate_nesting: number of nested plate dimensions in either program.
+    :param local_sites: guide latent sites inside the data plate (one value per row).
+    :param global_sites: guide latent sites outside it (shared by all rows).
+    :param enumerated_sites: guide sites configured for parallel enumeration (summed out).
+    :param point_mass_sites: local guide sites drawn from a ``Delta``: such a guide has no
+        density, so it gives no importance weights.
+    """
+
+    obs_site: str
+    data_plate: str
+    data_dim: int
+    max_plate_nesting: int
+    local_sites: tuple[str, ...]
+    global_sites: tuple[str, ...]
+    enumerated_sites: tuple[str, ...]
+    point_mass_sites: tuple[str, ...]
+
+    @property
+    def guide_is_density(self) -> bool:
+        return not self.point_mass_sites
+
+
+def base_distribution(fn):
+    """``fn`` without the wrappers that do not change its family (Independent, masks, expand)."""
+    while isinstance(fn, dist.Independent | dist.MaskedDistribution | dist.ExpandedDistribution):
+        fn = fn.base_dist
+    return fn
+
+
+def is_point_mass(fn) -> bool:
+    return isinstance(base_distribution(fn), dist.Delta)
+
+
+def is_discrete(fn) -> bool:
+    return bool(getattr(fn, "has_enumerate_support", False))
+
+
+def probe_rows(x: torch.Tensor, rows: int = 3) -> torch.Tensor:
+    """A few rows of ``x: (n, D)`` (at least 2, so a plate of size 1 is not taken for it)."""
+    probe = x[:rows]
+    return probe if probe.shape[0] >= 2 else probe.expand(2, *x.shape[1:])
+
+
+def trace_pair(model, guide, x: torch.Tensor):
+    """``(model_trace, guide_trace)`` of one guide draw on ``x`` and the model replayed on it,
+    without subsample sites, hidden from any enclosing handlers."""
+    with poutine.block():
+        guide_trace = poutine.trace(guide).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+
+
+def _observed_site(model_trace, x: torch.Tensor) -> str:
+    for name in reversed(sample_site_names(model_trace, observed=True)):
+        value = model_trace.nodes[name]["value"]
+        if isinstance(value, torch.Tensor) and value.shape == x.shape:
+            return name
+    raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")
+
+
+def _plate_dims(trace) -> list[int]:
+    return [
+        frame.dim
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.dim is not None
+    ]
+
+
+def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
+    """Trace ``guide(x)`` and ``model(x)`` once on a few rows of ``x: (n, D)`` and describe them."""
+    probe = probe_rows(x)
+    model_trace, guide_trace = trace_pair(model, guide, probe)
+    obs = _observed_site(model_trace, probe)
+    rows = probe.shape[0]
+    frames = [
+        f
+        for f in model_trace.nodes[obs]["cond_indep_stack"]
+        if f.vectorized and f.size == rows and f.dim is not None
+    ]
+    if not frames:
+        raise PyrovaeError(
+            f"the model's observed site {obs!r} is not inside a plate over the rows of x; "
+            "put the per-row statements of model and guide in pyro.plate('data', x.shape[0])"
+        )
+    data_frame = frames[0]  # the outermost plate of the data's size
+    nesting = max([1, *(-d for d in _plate_dims(model_trace) + _plate_dims(guide_trace))])
+    nesting = max(nesting, int(getattr(model, "max_plate_nesting", 0) or 0))
+    local, global_, enumerated, point_mass = [], [], [], []
+    for name in sample_site_names(guide_trace, observed=False):
+        site = guide_trace.nodes[name]
+        in_data = any(f.name == data_frame.name for f in site["cond_indep_stack"])
+        (local if in_data else global_).append(name)
+        if site["infer"].get("enumerate") == "parallel":
+            enumerated.append(name)
+        if in_data and is_point_mass(site["fn"]):
+            point_mass.append(name)
+    return PairStructure(
+        obs_site=obs,
+        data_plate=data_frame.name,
+        data_dim=data_frame.dim,
+        max_plate_nesting=nesting,
+        local_sites=tuple(local),
+        global_sites=tuple(global_),
+        enumerated_sites=tuple(enumerated),
+        point_mass_sites=tuple(point_mass),
+    )
+
+
+@torch.no_grad()
+def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
+    """The mean of ``draws`` guide draws of each global latent site (e.g. a Bayesian FA's
+    loadings W): the plug-in values at which the per-row diagnostics condition both programs."""
+    if not structure.global_sites:
+        return {}
+    probe = probe_rows(x)
+    sums: dict[str, torch.Tensor] = {}
+    for _ in range(draws):
+        with poutine.block():
+            trace = poutine.trace(guide).get_trace(probe)
+        for name in structure.global_sites:
+            site = trace.nodes[name]
+            if is_discrete(site["fn"]):
+                raise PyrovaeError(
+                    f"the guide's global site {name!r} is discrete; the diagnostics condition "
+                    "global sites on their mean, which needs a continuous one"
+                )
+            sums[name] = sums.get(name, 0) + site["value"]
+    return {name: total / draws for name, total in sums.items()}
+
+
+def condition_on_globals(model, guide, values: dict):
+    """``(model, guide)`` with the global sites fixed to ``values`` (unchanged when empty)."""
+    if not values:
+        return model, guide
+    return poutine.condition(model, data=values), poutine.condition(guide, data=values)
+
+
+@contextmanager
+def frozen_parameters(*programs):
+    """Within the block no parameter of ``programs`` (``nn.Module`` parameters and Pyro's
+    param store) requires gradients: samplers and optimisers of the latents then neither
+    differentiate through them nor meet them as constants they cannot trace."""
+    params = [
+        p for program in programs if isinstance(program, nn.Module) for p in program.parameters()
+    ]
+    params += [p.unconstrained() for _, p in pyro.get_param_store().items()]
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)

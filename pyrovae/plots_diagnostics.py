@@ -1,0 +1,130 @@
+"""Figures of the posterior diagnostics (``scripts/diagnose.py``).
+
+Same conventions as :mod:`pyrovae.plots`: arrays in, one PNG per call, the ``Path`` returned,
+no pyplot state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.plots import save_figure
+
+KHAT_LINES = ((0.5, "tab:orange"), (0.7, "tab:red"))
+
+
+def plot_khat(khat, path, title: str = "Pareto k-hat of each data point") -> Path:
+    """k-hat ``(N,)`` against the data point's index, with the 0.5 and 0.7 thresholds.
+
+    Rows with constant weights (k-hat = -inf) are drawn at the bottom edge.
+    """
+    khat = np.asarray(khat, dtype=np.float64)
+    if khat.ndim != 1 or khat.size == 0:
+        raise PyrovaeError(f"khat must have shape (N,) with N >= 1, got {khat.shape}")
+    finite = np.isfinite(khat)
+    floor = min(float(khat[finite].min()) if finite.any() else 0.0, 0.0) - 0.1
+    shown = np.where(finite, khat, floor)
+    fig = Figure(figsize=(7, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(np.arange(khat.size), shown, s=4, alpha=0.5, color="tab:blue", linewidths=0)
+    for level, color in KHAT_LINES:
+        share = float((khat > level).mean())
+        ax.axhline(level, color=color, linestyle="--", label=f"k = {level}: {share:.1%} above")
+    ax.set_xlabel("data point (test row)")
+    ax.set_ylabel("Pareto k-hat")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_iwae_vs_k(ks, estimates, standard_errors, path, elbo: float | None = None) -> Path:
+    """The IWAE estimate (nats/example) against the number of samples K, +-1 standard error.
+
+    :param ks: sample counts ``(n,)``; ``estimates``, ``standard_errors``: ``(n,)`` nats.
+    :param elbo: the run's test ELBO, drawn as a reference line.
+    """
+    ks, est, se = (np.asarray(a, dtype=np.float64) for a in (ks, estimates, standard_errors))
+    if ks.ndim != 1 or ks.size == 0 or est.shape != ks.shape or se.shape != ks.shape:
+        raise PyrovaeError("plot_iwae_vs_k needs ks, estimates and standard_errors of one length")
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.errorbar(ks, est, yerr=se, marker="o", capsize=3, label="IWAE bound, mean over points")
+    if elbo is not None:
+        ax.axhline(elbo, color="gray", linestyle=":", label=f"test ELBO of the run ({elbo:.2f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("importance samples K")
+    ax.set_ylabel("log p(x) estimate (nats / example)")
+    ax.set_title("IWAE estimate against K")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_kl_per_dim(kl_per_dim: dict, mean_variance: dict, path, threshold: float = 0.01) -> Path:
+    """KL(q(z_d|x) || p(z_d)) per latent dimension (nats/example), largest first, one panel
+    per site; bars of inactive dimensions (variance of E_q[z_d|x] <= threshold) are grey."""
+    sites = [name for name, kl in kl_per_dim.items() if kl is not None]
+    if not sites:
+        raise PyrovaeError("plot_kl_per_dim needs at least one site with a per-dimension KL")
+    fig = Figure(figsize=(7, 2.2 + 1.6 * len(sites)), layout="constrained")
+    axes = fig.subplots(len(sites), 1, squeeze=False)[:, 0]
+    for ax, name in zip(axes, sites, strict=True):
+        kl = np.asarray(kl_per_dim[name], dtype=np.float64)
+        order = np.argsort(-kl, kind="stable")
+        variance = mean_variance.get(name)
+        active = (
+            np.ones(kl.size, bool)
+            if variance is None or len(variance) != kl.size
+            else np.asarray(variance) > threshold
+        )
+        colors = np.where(active[order], "tab:blue", "lightgray")
+        ax.bar(np.arange(kl.size), kl[order], color=colors)
+        ax.set_xticks(np.arange(kl.size), [str(i) for i in order], fontsize=7)
+        ax.set_xlabel(f"dimension of {name!r} (sorted by KL)")
+        ax.set_ylabel("KL (nats / example)")
+        ax.set_title(
+            f"{name}: KL per dimension, total {kl.sum():.2f} nats; "
+            f"{int(active.sum())} of {kl.size} active (grey: inactive)"
+        )
+        ax.grid(alpha=0.3, axis="y")
+    return save_figure(fig, path)
+
+
+def plot_nuts_vs_q(
+    nuts: np.ndarray, guide: np.ndarray, rows: list[int], path, site: str = "z", max_dims: int = 4
+) -> Path:
+    """Marginals of NUTS (filled) and q (line) for each chosen point (rows of panels) and
+    the ``max_dims`` dimensions where q's mean is furthest from NUTS's (columns).
+
+    :param nuts: NUTS draws ``(chains, draws, M, dims)``.
+    :param guide: guide draws ``(1, S, M, dims)``.
+    """
+    nuts = np.asarray(nuts, dtype=np.float64)
+    guide = np.asarray(guide, dtype=np.float64)
+    m = len(rows)
+    p = nuts.reshape(-1, m, int(np.prod(nuts.shape[3:], dtype=int)))
+    q = guide.reshape(-1, m, p.shape[-1])
+    fig = Figure(figsize=(2.6 * min(max_dims, p.shape[-1]), 2.1 * m), layout="constrained")
+    axes = fig.subplots(m, min(max_dims, p.shape[-1]), squeeze=False)
+    for i, row in enumerate(rows):
+        error = np.abs(q[:, i].mean(0) - p[:, i].mean(0)) / p[:, i].std(0)
+        for j, d in enumerate(np.argsort(-error, kind="stable")[: axes.shape[1]]):
+            ax = axes[i, j]
+            lo = min(p[:, i, d].min(), q[:, i, d].min())
+            hi = max(p[:, i, d].max(), q[:, i, d].max())
+            bins = np.linspace(lo, hi, 40)
+            ax.hist(p[:, i, d], bins=bins, density=True, alpha=0.5, color="tab:blue", label="NUTS")
+            ax.hist(
+                q[:, i, d], bins=bins, density=True, histtype="step", color="tab:red", label="q"
+            )
+            ax.set_title(f"point {row}, {site}[{d}]: {error[d]:.2f} sd", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7)
+    fig.suptitle("p(z | x) by NUTS against q(z | x): the dimensions where they differ most")
+    return save_figure(fig, path)
