@@ -192,7 +192,7 @@ def amortization_gap(
     """Optimise per-row variational parameters for the rows ``rows`` of ``x: (N, D)``.
 
     :param steps: Adam steps on the rows' summed ELBO (the rows do not interact, so each
-        row's parameters follow its own ELBO); the learning rate decays linearly to lr / 10.
+        row's parameters follow its own ELBO); the learning rate decays linearly to lr / 100.
     :param num_particles: draws per row in each step's ELBO estimate.
     :param eval_samples: draws per row for the final ELBOs and the IWAE bound.
     """
@@ -210,7 +210,7 @@ def amortization_gap(
         except NotReparametrizable as exc:
             raise PyrovaeError(f"no per-row variational parameters to optimise: {exc}") from exc
         optimizer = torch.optim.Adam(leaves, lr=lr)
-        schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.1, total_iters=steps)
+        schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=steps)
         with pyro.validation_enabled(False):
             for _ in tqdm(range(steps), desc="amortization gap", disable=not progress):
                 terms = point_terms(model, program, points, num_particles, structure)
