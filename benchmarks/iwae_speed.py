@@ -31,6 +31,7 @@ from pyrovae.inference.diagnostics.importance import (
     chunk_sizes,
     importance_weights,
 )
+from pyrovae.inference.diagnostics.memory import retain_freed_memory
 from pyrovae.inference.diagnostics.structure import inspect_pair
 from pyrovae.models import VAE, MLPNormalGuide, ModelSpec
 
@@ -78,6 +79,7 @@ def main():
     parser.add_argument("--hidden", type=int, default=400)
     parser.add_argument("--latent-dim", type=int, default=50)
     args = parser.parse_args()
+    retain_freed_memory()  # as pyrovae.diagnose does, for both (a) and (b)
     model, guide, x, what = load_pair(args)
     rows = 1000 if args.quick else args.rows
     if rows:

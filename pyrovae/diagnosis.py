@@ -103,8 +103,12 @@ def diagnose(
     :param max_points: use only the first this many test rows (default: all).
     :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
         folder.
+
+    On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
+    :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
     """
     from pyrovae.api import Run, load_run
+    from pyrovae.inference.diagnostics.memory import retain_freed_memory
     from pyrovae.inference.diagnostics.structure import frozen_parameters
 
     for name, value in (
@@ -118,6 +122,7 @@ def diagnose(
         raise PyrovaeError(f"--nuts-chains must be at least 2 (for R-hat), got {nuts_chains}")
     if not isinstance(run, Run):
         run = load_run(run, device=device)
+    retain_freed_memory()
     with frozen_parameters(run.model, run.guide), _evaluation_mode(run.model, run.guide):
         return _diagnose(
             run,

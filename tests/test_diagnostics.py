@@ -346,6 +346,7 @@ def test_nuts_reference_matches_the_exact_fa_posterior():
     )
     assert ref.nuts["z"].shape == (2, 400, 2, K) and ref.guide["z"].shape == (1, 800, 2, K)
     assert ref.max_rhat < 1.05 and ref.min_ess > 150
+    assert all(0.6 < a < 1.0 for a in ref.acceptance)  # NUTS adapts its step to 0.8
     loc = (x[rows].double() - mu) @ torch.linalg.solve(W @ W.T + torch.diag(psi), W)
     cov = torch.eye(K, dtype=torch.float64) - W.T @ torch.linalg.solve(W @ W.T + torch.diag(psi), W)
     sd = cov.diagonal().sqrt().numpy()

@@ -135,17 +135,15 @@ def nuts_reference(
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
         with frozen_parameters(model, guide):
-            mcmc = _run_chain(
+            mcmc, accept_prob, jit_compile = _run_chain(
                 conditioned, points, structure, num_samples, warmup_steps, jit_compile, progress
             )
-        jit_compile = mcmc.kernel._jit_compile  # as the first chain found it to work
         for name, value in mcmc.get_samples(group_by_chain=True).items():
             nuts.setdefault(name, []).append(value.detach().double().cpu().numpy())
         flags = np.zeros(num_samples, dtype=bool)
         flags[list(mcmc.diagnostics()["divergences"]["chain 0"])] = True
         diverging.append(flags)
-        # The mean acceptance probability of the draws kept (what NUTS adapts to 0.8).
-        acceptance.append(float(mcmc.kernel.logging()["acc. prob"]))
+        acceptance.append(accept_prob)
     samples = {name: np.concatenate(parts) for name, parts in nuts.items()}
     with torch.no_grad():
         q = _guide_draws(guide, points, structure, num_chains * num_samples)
@@ -176,9 +174,16 @@ def nuts_reference(
     )
 
 
-def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, progress) -> MCMC:
-    """One NUTS chain on ``model(x)``; compiled with the PyTorch JIT when asked and possible
+def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, progress):
+    """One NUTS chain on ``model(x)``: ``(mcmc, mean acceptance probability of the kept
+    draws, whether it ran compiled)``. Compiled with the PyTorch JIT when asked and possible
     (about 2x faster on small networks), else eager."""
+    accept_prob = []
+
+    def record(kernel, samples, stage, i):
+        if stage == "Sample":  # the running mean over the draws kept so far
+            accept_prob[:] = [float(kernel.logging()["acc. prob"])]
+
     for jit in (True, False) if jit_compile else (False,):
         kernel = NUTS(
             model,
@@ -187,13 +192,17 @@ def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, prog
             ignore_jit_warnings=True,
         )
         mcmc = MCMC(
-            kernel, num_samples=num_samples, warmup_steps=warmup_steps, disable_progbar=not progress
+            kernel,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            disable_progbar=not progress,
+            hook_fn=record,
         )
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
                 mcmc.run(x)
-            return mcmc
+            return mcmc, accept_prob[0], jit
         except (RuntimeError, TypeError) as exc:
             if not jit:
                 raise
