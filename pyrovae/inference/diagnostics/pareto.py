@@ -19,8 +19,10 @@ def pareto_khat(log_weights: torch.Tensor) -> np.ndarray:
     """k-hat of every row of ``log_weights: (N, K)`` (nats): ``(N,)``.
 
     Rows whose weights are all equal (an exact posterior as guide) have bounded weights of
-    no spread; ArviZ's fit returns +inf for them, so they are set to -inf: the limit of
-    ever lighter tails, and below every threshold.
+    no spread; ArviZ's fit returns +inf for them, or fits the float rounding of the log
+    densities, so they are set to -inf: the limit of ever lighter tails, below every
+    threshold. "Equal" is: all log-weights within ``max(1e-3, 1e-5 |log w|)`` nats of each
+    other (weights equal to 0.1%, where float32 rounding of ``|log w|`` is below 1e-5 of it).
     """
     lw = log_weights.detach().double().cpu().numpy()
     with warnings.catch_warnings():
@@ -29,7 +31,7 @@ def pareto_khat(log_weights: torch.Tensor) -> np.ndarray:
         _, khat = import_arviz().psislw(lw)
     khat = np.asarray(khat, dtype=np.float64)
     spread = lw.max(-1) - lw.min(-1)
-    khat[spread <= 1e-9 * np.maximum(1.0, np.abs(lw).max(-1))] = -np.inf
+    khat[spread <= np.maximum(1e-3, 1e-5 * np.abs(lw).max(-1))] = -np.inf
     return khat
 
 
