@@ -15,37 +15,21 @@ from torch import nn
 
 from pyrovae import data as data_lib
 from pyrovae.config import TrainConfig
+from pyrovae.data import PreparedData
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference import TensorBatches, Trainer, TrainSettings
+from pyrovae.inference import TensorBatches, Trainer
 from pyrovae.inference.checkpoint import load_checkpoint
-from pyrovae.inference.distributed import init_distributed, shutdown_distributed
+from pyrovae.inference.distributed import (
+    DistributedTrainer,
+    init_distributed,
+    shutdown_distributed,
+)
 from pyrovae.inference.elbos import canonical_elbo_name
+from pyrovae.inference.parameters import restore
+from pyrovae.inference.posterior import check_sites
 from pyrovae.models import MODELS, ModelSpec, build_guide, build_model, resolve
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.run_folder import RunFolder
-
-# Seed of the one-off binarisation of validation and test rows: fixed, so that held-out
-# ELBOs of runs with different --seed are computed on the same binary images.
-HELD_OUT_BINARIZATION_SEED = 20141220
-
-
-@dataclass
-class PreparedData:
-    """The arrays a run trains and evaluates on, after validation split and binarisation."""
-
-    dataset: data_lib.Dataset
-    likelihood: str
-    x_train: torch.Tensor  # (n_train, D) as the model sees it (before dynamic binarisation)
-    y_train: torch.Tensor | None
-    x_val: torch.Tensor  # (n_val, D)
-    y_val: torch.Tensor | None
-    x_test: torch.Tensor  # (n_test, D)
-    y_test: torch.Tensor | None
-    dynamic_binarization: bool
-    # With dynamic binarisation, the held-out rows before their one-off binarisation (else
-    # None): classifiers trained on binarised batches are scored on these grey-level images.
-    x_val_grey: torch.Tensor | None = None
-    x_test_grey: torch.Tensor | None = None
 
 
 @dataclass
@@ -74,8 +58,8 @@ def _choose_likelihood(config: TrainConfig, dataset: data_lib.Dataset) -> str:
     return check_likelihood_name(config.likelihood or fixed or default)
 
 
-def _is_binary(x: torch.Tensor) -> bool:
-    return bool(((x == 0) | (x == 1)).all())
+# The support each built-in likelihood scores (see pyrovae.data.prepare).
+LIKELIHOOD_SUPPORT = {"bernoulli": "binary", "continuous-bernoulli": "unit", "gaussian": "real"}
 
 
 def prepare_data(config: TrainConfig) -> PreparedData:
@@ -84,30 +68,14 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         config.dataset, config.data_root, spiral_noise=config.spiral_noise
     )
     likelihood = _choose_likelihood(config, dataset)
-    x_train, y_train, x_val, y_val = data_lib.split_validation(
-        dataset.x_train, dataset.y_train, config.val_fraction, config.seed
-    )
-    x_test, y_test = dataset.x_test, dataset.y_test
-    dynamic, grey = False, (None, None)
-    if likelihood != "gaussian":
-        for name, x in (("x_train", dataset.x_train), ("x_test", x_test)):
-            data_lib.check_data(x, name=name, support="unit", likelihood=likelihood)
-    if likelihood == "bernoulli" and not _is_binary(dataset.x_train):
-        if config.binarize == "threshold":
-            x_train, x_val, x_test = ((x > 0.5).to(x.dtype) for x in (x_train, x_val, x_test))
-        elif config.binarize == "dynamic":
-            dynamic, grey = True, (x_val, x_test)
-            generator = torch.Generator().manual_seed(HELD_OUT_BINARIZATION_SEED)
-            x_val = data_lib.binarize(x_val, generator)
-            x_test = data_lib.binarize(x_test, generator)
-        elif not config.grey_bernoulli:
-            raise PyrovaeError(
-                f"{dataset.name} has grey levels but the bernoulli likelihood scores only 0/1 "
-                "pixels; use --binarize dynamic, --likelihood continuous-bernoulli, or "
-                "--grey-bernoulli to score grey levels anyway (not a normalised likelihood)"
-            )
-    return PreparedData(
-        dataset, likelihood, x_train, y_train, x_val, y_val, x_test, y_test, dynamic, *grey
+    return data_lib.prepare(
+        dataset,
+        support=LIKELIHOOD_SUPPORT[likelihood],
+        observation=likelihood,
+        binarization=config.binarize,
+        allow_grey=config.grey_bernoulli,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
     )
 
 
@@ -130,7 +98,7 @@ def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
         x_dim=dataset.x_dim,
         latent_dim=config.latent_dim or defaults["latent_dim"],
         hidden=config.hidden if config.hidden is not None else defaults["hidden"],
-        likelihood=data.likelihood,
+        likelihood=data.observation,
         gaussian_scale=gaussian_scale,
         grey_bernoulli=config.grey_bernoulli,
         num_classes=dataset.num_classes,
@@ -153,22 +121,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise PyrovaeError("--device cuda was asked for but torch sees no GPU; use --device cpu")
     return torch.device(name)
-
-
-def _settings(config: TrainConfig) -> TrainSettings:
-    return TrainSettings(
-        epochs=config.epochs,
-        lr=config.lr,
-        optimizer=config.optimizer,
-        elbo=config.elbo,
-        num_particles=config.num_particles,
-        beta=config.beta,
-        anneal_epochs=config.anneal_epochs,
-        clip_norm=config.clip_norm,
-        patience=config.patience or None,
-        eval_batch_size=config.eval_batch_size,
-        quiet=config.quiet,
-    )
 
 
 def with_required_elbo(config: TrainConfig, model) -> TrainConfig:
@@ -195,7 +147,7 @@ def training_batches(model, data: PreparedData, config: TrainConfig, device):
         data.x_train.to(device),
         config.batch_size,
         seed=config.seed,
-        transform=data_lib.binarize if data.dynamic_binarization else None,
+        transform=data.batch_transform,
     )
 
 
@@ -271,18 +223,20 @@ def _train(config: TrainConfig, resume, group) -> Run:
     if group is not None and group.rank > 0:
         # Same initial parameters on every rank (seeded above); independent draws of z.
         pyro.set_rng_seed(config.seed + 7919 * group.rank)
-    trainer = Trainer(
-        model,
-        guide,
-        training_batches(model, data, config, device),
-        _settings(config),
+    trainer_options = dict(
         val_x=data.x_val.to(device) if data.x_val.shape[0] else None,
         test_x=data.x_test.to(device),
         checkpoint_path=folder.checkpoint,
         on_epoch=folder.write_metrics,
         epoch_metrics=_hook(model, "epoch_metrics", guide, data),
-        distributed=group,
     )
+    batches = training_batches(model, data, config, device)
+    if group is None:
+        trainer = Trainer(model, guide, batches, config.settings(), **trainer_options)
+    else:
+        trainer = DistributedTrainer(
+            model, guide, batches, config.settings(), group=group, **trainer_options
+        )
     if resume is not None:
         if not trainer.resume():
             raise PyrovaeError(f"{folder.path} has no checkpoint.pt to resume from")
@@ -314,7 +268,7 @@ def _summary(config, data, spec, model, guide, trainer, history) -> dict:
         "model": config.model,
         "guide": config.guide or getattr(model, "default_guide", None),
         "dataset": data.dataset.name,
-        "likelihood": data.likelihood,
+        "likelihood": data.observation,
         "elbo": config.elbo,
         "epochs": len(history),
         "best_epoch": best_epoch,
@@ -336,13 +290,15 @@ def _summary(config, data, spec, model, guide, trainer, history) -> dict:
 
 
 def load_run(path: str | Path, device: str = "cpu") -> Run:
-    """Rebuild the model and guide of a run folder from its config and checkpoint."""
+    """Rebuild the model and guide of a run folder from its config and checkpoint, with the
+    parameters of its best validation epoch (its last epoch without validation rows)."""
     folder = RunFolder(path)
     config = replace(folder.read_config(), device=device)
-    data, spec, model, guide, _ = build(config)
+    data, spec, model, guide, device = build(config)
     state = load_checkpoint(folder.checkpoint, map_location=device)
-    best = state["best"]
-    model.load_state_dict(best["model"] if best["epoch"] else state["model"])
-    guide.load_state_dict(best["guide"] if best["epoch"] else state["guide"])
+    # One trace creates the pyro.param sites (with their constraints) that are restored.
+    with torch.no_grad():
+        check_sites(model, guide, data.x_test[:2].to(device))
+    restore(model, guide, state["best"] if state["best"]["epoch"] else state)
     summary = folder.read_summary()
     return Run(config, model, guide, data, list(state["history"]), summary, folder)

@@ -1,25 +1,24 @@
 """Every option of a training run, in one dataclass shared by the Python API and the CLI.
 
 ``scripts/train_svi.py`` builds its argument parser from these fields, so each CLI flag
-(``--batch-size``) is the field (``batch_size``) of the same name and help text.
+(``--batch-size``) is the field (``batch_size``) of the same name and help text. The
+optimization options are :class:`~pyrovae.inference.settings.TrainSettings`' own fields,
+inherited here.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pyrovae.errors import PyrovaeError
-
-
-def option(default, help: str, **argparse_kwargs):
-    """A dataclass field carrying its command-line help (and argparse extras)."""
-    kwargs = {"default_factory": default} if callable(default) else {"default": default}
-    return field(metadata={"help": help, **argparse_kwargs}, **kwargs)
+from pyrovae.inference.settings import TrainSettings, option
 
 
 @dataclass
-class TrainConfig:
-    """A complete, JSON-serialisable description of a training run."""
+class TrainConfig(TrainSettings):
+    """A complete, JSON-serializable description of a training run: the model, guide and
+    data, how they are optimized (the fields of :class:`TrainSettings`) and where the run
+    folder goes."""
 
     model: str = option("vae", "registered model name or package.module:attr of your own factory")
     guide: str | None = option(
@@ -31,10 +30,7 @@ class TrainConfig:
         "with x_train, x_test (and optional y_train, y_test)",
     )
     data_root: str | None = option(None, "folder with the IDX files of mnist/fashion-mnist")
-    epochs: int = option(200, "number of passes over the training data")
     batch_size: int = option(128, "examples per SVI step")
-    lr: float = option(1e-3, "learning rate")
-    optimizer: str = option("adam", "torch optimiser: adam, adamw, rmsprop or sgd")
     latent_dim: int | None = option(None, "dimension of z (default: 10, or 1 for spiral)")
     hidden: tuple[int, ...] | None = option(
         None,
@@ -63,20 +59,9 @@ class TrainConfig:
         "fixed sigma of the gaussian likelihood (default: learned per dimension; for spiral, "
         "its known noise level --spiral-noise)",
     )
-    elbo: str = option(
-        "trace", "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum"
-    )
-    num_particles: int = option(1, "samples of z per example in each ELBO estimate")
-    beta: float = option(1.0, "weight of the KL term (1: the ELBO; other: a beta-VAE)")
-    anneal_epochs: float = option(0.0, "epochs of linear KL warm-up from ~0 to --beta")
-    clip_norm: float | None = option(None, "clip the gradient norm to this value")
-    patience: int | None = option(
-        30, "stop after this many epochs without a better validation ELBO (0: never)"
-    )
     val_fraction: float = option(
         0.1, "fraction of the training rows held out for validation (early stopping)"
     )
-    eval_batch_size: int = option(10_000, "rows per evaluation batch")
     spiral_noise: float = option(0.05, "noise level of the spiral data set")
     labels: int | None = option(
         None, "ssvae: labelled training examples, class-balanced (default 100)"
@@ -93,9 +78,9 @@ class TrainConfig:
     seed: int = option(0, "random seed: same seed, same run")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
     out: str | None = option(None, "run folder (default: runs/<model>-<dataset>-<timestamp>)")
-    quiet: bool = option(False, "no progress bar or per-epoch lines")
 
     def __post_init__(self):
+        super().__post_init__()
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
         if any(h < 1 for h in self.hidden or ()):
@@ -112,6 +97,10 @@ class TrainConfig:
             raise PyrovaeError(f"--sparsity-target must be in (0, 1), got {self.sparsity_target}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise PyrovaeError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+
+    def settings(self) -> TrainSettings:
+        """The optimization part of this config, as the runner takes it."""
+        return TrainSettings(**{f.name: getattr(self, f.name) for f in fields(TrainSettings)})
 
     def to_json(self) -> dict:
         return asdict(self)

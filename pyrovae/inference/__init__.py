@@ -6,7 +6,8 @@ from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
 from pyrovae.inference.elbos import ELBOS, build_elbos
 from pyrovae.inference.evaluate import evaluate_elbo
 from pyrovae.inference.posterior import check_sites, decode, encode, reconstruct, sample_prior
-from pyrovae.inference.runner import OPTIMIZERS, Trainer, TrainSettings
+from pyrovae.inference.runner import Trainer
+from pyrovae.inference.settings import OPTIMIZERS, TrainSettings
 
 __all__ = [
     "ELBOS",

@@ -17,6 +17,10 @@ import torch
 import torch.distributed as dist
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.checkpoint import save_checkpoint
+from pyrovae.inference.elbos import is_jit
+from pyrovae.inference.evaluate import evaluate_elbo
+from pyrovae.inference.runner import Trainer
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -139,3 +143,78 @@ class ShardedBatches:
             if args[0].shape[0] < self.group.world_size:
                 continue  # a last batch with fewer rows than processes: skipped on every rank
             yield tuple(self.group.shard(a) for a in args)
+
+
+class DistributedTrainer(Trainer):
+    """The runner on one rank of a ``torchrun`` process group.
+
+    Training batches and evaluation rows are sharded over the ranks, DDP averages the
+    gradients of the modules (``pyro.param`` sites outside modules are averaged by hand),
+    the ranks' losses and ELBOs are summed, and only rank 0 writes checkpoints and calls
+    ``on_epoch``. The checkpoint carries every rank's random state.
+
+    :param group: this process's :class:`Distributed` place; other arguments as
+        :class:`~pyrovae.inference.runner.Trainer`.
+    """
+
+    def __init__(self, model, guide, batches, settings, *, group: Distributed, **kwargs):
+        if is_jit(settings.elbo):
+            raise PyrovaeError(
+                "--distributed works with the eager ELBOs (trace, meanfield, tracegraph, enum); "
+                f"drop the jit- prefix of --elbo {settings.elbo}"
+            )
+        self.group = group
+        self.is_main = group.is_main
+        super().__init__(model, guide, ShardedBatches(batches, group), settings, **kwargs)
+        if not any(p.requires_grad for p in self.objective.parameters()):
+            raise PyrovaeError(
+                "--distributed needs a model or guide that is an nn.Module with parameters"
+            )
+        managed = {id(p) for p in self.objective.parameters()}
+        self._unmanaged = [p for p in self.parameters if id(p) not in managed]
+        self.objective = torch.nn.parallel.DistributedDataParallel(
+            self.objective,
+            device_ids=[group.device.index] if group.device.type == "cuda" else None,
+        )
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # DDP averages gradients over ranks; the loss is a sum over rows, so scaling each
+        # rank's loss by N makes the average the gradient of the global minibatch's loss.
+        (loss * self.group.world_size).backward()
+        self.group.average_gradients(self._unmanaged)
+
+    def _sum_over_processes(self, value) -> float:
+        return self.group.sum(value)
+
+    def evaluate(self, x: torch.Tensor | None) -> float:
+        # Each rank scores its shard; the sum over ranks is the same number on every rank,
+        # so every rank takes the same early-stopping decisions.
+        if x is None:
+            return float("nan")
+        shard = self.group.shard(x)
+        mean = evaluate_elbo(
+            self.eval_elbo, self.model, self.guide, shard, self.settings.eval_batch_size
+        )
+        return self.group.sum(mean * shard.shape[0] if shard.shape[0] else 0.0) / x.shape[0]
+
+    def _rng_state(self) -> dict:
+        own = super()._rng_state()
+        return {**own, "ranks": self.group.gather(own)}
+
+    def _set_rng_state(self, rng: dict) -> None:
+        # Each rank continues its own random stream when the number of ranks is unchanged;
+        # otherwise every rank starts from rank 0's, and ranks r > 0 reseed.
+        ranks = rng.get("ranks") or []
+        same_ranks = len(ranks) == self.group.world_size
+        super()._set_rng_state(ranks[self.group.rank] if same_ranks else rng)
+        if not same_ranks and self.group.rank > 0:
+            torch.manual_seed(int(torch.randint(2**62, ())) + self.group.rank)
+
+    def _save(self) -> None:
+        """Rank 0 writes the checkpoint; every rank takes part in collecting it."""
+        if self.checkpoint_path is None:
+            return
+        state = self.state()
+        if self.is_main:
+            save_checkpoint(state, self.checkpoint_path)
+        self.group.barrier()  # no rank runs ahead of a checkpoint being written

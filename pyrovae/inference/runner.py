@@ -2,103 +2,50 @@
 
 The loss is Pyro's own: ``elbo(model, guide)`` builds an :class:`~pyro.infer.elbo.ELBOModule`
 whose forward pass is ``elbo.differentiable_loss``. All parameters (the modules' own and any
-``pyro.param`` sites) go to a single torch optimiser. That is the same SVI update as
-``pyro.infer.SVI`` with a ``pyro.optim`` wrapper, without the per-parameter optimiser
-bookkeeping and global param-store traffic on every step.
+``pyro.param`` sites) go to a single torch optimizer. That is the same SVI update as
+``pyro.infer.SVI`` with a ``pyro.optim`` wrapper, without the per-parameter optimizer
+bookkeeping and global param-store traffic on every step. Data-parallel training is the
+subclass :class:`~pyrovae.inference.distributed.DistributedTrainer`.
 """
 
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import pyro
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
 from pyrovae.inference.batches import TensorBatches
 from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
-from pyrovae.inference.distributed import Distributed, ShardedBatches
 from pyrovae.inference.elbos import build_elbos, is_jit
 from pyrovae.inference.evaluate import evaluate_elbo
+from pyrovae.inference.parameters import all_parameters, owner_module, restore, snapshot
 from pyrovae.inference.posterior import check_sites
-
-OPTIMIZERS = {
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "sgd": torch.optim.SGD,
-}
+from pyrovae.inference.settings import OPTIMIZERS, TrainSettings
 
 
-@dataclass
-class TrainSettings:
-    """How a pair is optimised.
-
-    :param epochs: passes over the training data (the run's total, also when resuming).
-    :param lr: learning rate of the optimiser.
-    :param optimizer: a name in ``OPTIMIZERS``.
-    :param elbo: a name in :data:`pyrovae.inference.elbos.ELBOS` (``trace``, ``meanfield``, ...).
-    :param num_particles: samples of z per example in each ELBO estimate.
-    :param beta: weight of the KL term (1 is the ELBO; other values give a beta-VAE).
-    :param anneal_epochs: epochs over which the KL weight rises linearly to ``beta``.
-    :param clip_norm: clip the global gradient norm to this value (``None``: no clipping).
-    :param patience: stop after this many epochs without a better validation ELBO.
-    :param eval_batch_size: rows per evaluation batch (no gradients are kept).
-    :param quiet: no progress bar or per-epoch lines.
-    :param validate_steps: keep Pyro's distribution-argument checks on in every training
-        step (they always run in the first, warm-up trace and in evaluation).
-    """
-
-    epochs: int = 100
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    elbo: str = "trace"
-    num_particles: int = 1
-    beta: float = 1.0
-    anneal_epochs: float = 0.0
-    clip_norm: float | None = None
-    patience: int | None = None
-    eval_batch_size: int = 10_000
-    quiet: bool = False
-    validate_steps: bool = False
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise PyrovaeError(
-                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
-            )
-        for name in ("epochs", "num_particles", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise PyrovaeError(f"--{name.replace('_', '-')} must be at least 1")
-        if not self.lr > 0:
-            raise PyrovaeError(f"--lr must be positive, got {self.lr}")
-        if not self.beta > 0:
-            raise PyrovaeError(f"--beta must be positive, got {self.beta}")
-        if self.anneal_epochs and is_jit(self.elbo):
-            raise PyrovaeError(
-                "KL annealing changes the loss every step, which a JIT-compiled ELBO cannot "
-                "follow; use --elbo trace or drop --anneal-epochs"
-            )
-
-
-def _with_param_registration(name: str, module: nn.Module) -> Callable:
-    """Wrap ``module`` so that each call registers its parameters with Pyro's param store.
+def _with_param_registration(name: str, program) -> Callable:
+    """Wrap ``program`` so that each call registers its module's parameters with Pyro's
+    param store (a plain function keeps its own ``pyro.param`` / ``pyro.module`` calls).
 
     Only the JIT ELBOs need this: they compile the loss with the param-store values as
     inputs. The eager path leaves parameters module-local (no per-step registration).
     """
+    module = owner_module(program)
+    if module is None:
+        return program
 
-    def program(*args, **kwargs):
+    def registered(*args, **kwargs):
         pyro.module(name, module)
-        return module(*args, **kwargs)
+        return program(*args, **kwargs)
 
-    return program
+    return registered
 
 
 def _fast_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -118,24 +65,11 @@ def _fast_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.o
     return cls(params, lr=lr, foreach=True)
 
 
-def _unique_parameters(*groups) -> list[torch.Tensor]:
-    seen, params = set(), []
-    for group in groups:
-        for p in group:
-            if id(p) not in seen:
-                seen.add(id(p))
-                params.append(p)
-    return params
-
-
-def _state_dict(program) -> dict:
-    return program.state_dict() if isinstance(program, nn.Module) else {}
-
-
 class Trainer:
     """Train ``model``/``guide`` on minibatches, evaluating and checkpointing every epoch.
 
-    :param model: the generative program, ``model(x, ...)``; usually an ``nn.Module``.
+    :param model: the generative program, ``model(x, ...)``: an ``nn.Module``, a bound method
+        of one, or a function using ``pyro.module`` / ``pyro.param``.
     :param guide: the variational program with the same signature.
     :param batches: training minibatches (``TensorBatches`` or anything with ``epoch(e)``
         yielding argument tuples, ``__len__`` and ``num_examples``).
@@ -146,10 +80,11 @@ class Trainer:
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
     :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
         accuracy) joins the epoch's metrics row.
-    :param distributed: this process's place in a ``torchrun`` process group: training
-        batches and evaluation rows are sharded over the ranks, gradients averaged by
-        DDP, and only rank 0 writes checkpoints and calls ``on_epoch``.
+    :param max_plate_nesting: plates the programs nest (default: the model's attribute of that
+        name, else 1).
     """
+
+    is_main = True  # the process that writes checkpoints and reports (see DistributedTrainer)
 
     def __init__(
         self,
@@ -163,7 +98,7 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None,
         epoch_metrics: Callable[[], dict] | None = None,
-        distributed: Distributed | None = None,
+        max_plate_nesting: int | None = None,
     ):
         self.model, self.guide = model, guide
         self.batches = batches
@@ -172,12 +107,9 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.on_epoch = on_epoch
         self.epoch_metrics = epoch_metrics
-        self.distributed = distributed
-        self.is_main = distributed is None or distributed.is_main
-        if distributed is not None:
-            self.batches = batches = ShardedBatches(batches, distributed)
 
-        max_plate_nesting = getattr(model, "max_plate_nesting", 1)
+        if max_plate_nesting is None:
+            max_plate_nesting = getattr(model, "max_plate_nesting", 1)
         self.train_elbo, self.eval_elbo = build_elbos(
             settings.elbo,
             num_particles=settings.num_particles,
@@ -192,58 +124,27 @@ class Trainer:
         self.objective = self.train_elbo(*programs)
         self.latent_scale = LatentScaleMessenger(1.0)
 
-        # Trace once: checks that the site names agree and creates any pyro.param sites.
-        warmup_args = next(iter(batches.epoch(0)))
+        # Trace once on a whole first batch: checks that the site names agree and creates
+        # any pyro.param sites.
+        warmup_args = next(iter(self.batches.epoch(0)))
         with torch.no_grad():
-            check_sites(model, guide, *(a[:2] for a in warmup_args))
-        self.parameters = _unique_parameters(
-            model.parameters() if isinstance(model, nn.Module) else [],
-            guide.parameters() if isinstance(guide, nn.Module) else [],
-            (p for _, p in pyro.get_param_store().named_parameters()),
-        )
+            check_sites(model, guide, *warmup_args)
+        self.parameters = all_parameters(model, guide)
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")
         self.optimizer = _fast_optimizer(settings.optimizer, self.parameters, settings.lr)
-        self._loss_scale = 1.0
-        self._unmanaged: list[torch.Tensor] = []
-        if distributed is not None:
-            self._wrap_for_distributed(distributed)
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
-        self.best: dict = {"epoch": None, "val_elbo": -math.inf, "model": None, "guide": None}
+        self.best: dict = {"epoch": None, "val_elbo": -math.inf}
         self.stale_epochs = 0
-
-    def _wrap_for_distributed(self, group: Distributed) -> None:
-        if is_jit(self.settings.elbo):
-            raise PyrovaeError(
-                "--distributed works with the eager ELBOs (trace, meanfield, tracegraph, enum); "
-                f"drop the jit- prefix of --elbo {self.settings.elbo}"
-            )
-        if not any(p.requires_grad for p in self.objective.parameters()):
-            raise PyrovaeError(
-                "--distributed needs a model or guide that is an nn.Module with parameters"
-            )
-        managed = {id(p) for p in self.objective.parameters()}
-        self._unmanaged = [p for p in self.parameters if id(p) not in managed]
-        self.objective = torch.nn.parallel.DistributedDataParallel(
-            self.objective,
-            device_ids=[group.device.index] if group.device.type == "cuda" else None,
-        )
-        # DDP averages gradients over ranks; the loss is a sum over rows, so scaling each
-        # rank's loss by N makes the average the gradient of the global minibatch's loss.
-        self._loss_scale = float(group.world_size)
 
     # ---------------------------------------------------------------- checkpoints
     def state(self) -> dict:
         """Everything needed to continue the run exactly where it stopped."""
         return {
             "epoch": self.epoch,
-            "model": _state_dict(self.model),
-            "guide": _state_dict(self.guide),
-            "param_store": {
-                n: p.detach().clone() for n, p in pyro.get_param_store().named_parameters()
-            },
+            **snapshot(self.model, self.guide),
             "optimizer": self.optimizer.state_dict(),
             "history": self.history,
             "best": self.best,
@@ -254,41 +155,25 @@ class Trainer:
 
     def load_state(self, state: dict) -> None:
         """Restore a :meth:`state` (e.g. from :func:`load_checkpoint`)."""
-        if isinstance(self.model, nn.Module):
-            self.model.load_state_dict(state["model"])
-        if isinstance(self.guide, nn.Module):
-            self.guide.load_state_dict(state["guide"])
-        store = dict(pyro.get_param_store().named_parameters())
-        with torch.no_grad():
-            for name, value in state["param_store"].items():
-                store[name].copy_(value)
+        restore(self.model, self.guide, state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = state["epoch"]
         self.history = list(state["history"])
         self.best = state["best"]
         self.stale_epochs = state["stale_epochs"]
-        # Under DDP each rank continues its own random stream when the number of ranks is
-        # unchanged; otherwise every rank starts from rank 0's, and ranks r > 0 reseed.
-        rng, group = state["rng"], self.distributed
-        ranks = rng.get("ranks") or []
-        same_ranks = group is not None and len(ranks) == group.world_size
-        if same_ranks:
-            rng = ranks[group.rank]
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        if group is not None and not same_ranks and group.rank > 0:
-            torch.manual_seed(int(torch.randint(2**62, ())) + group.rank)
+        self._set_rng_state(state["rng"])
 
     def _rng_state(self) -> dict:
-        """This process's random state; under DDP also every rank's (collected on rank 0)."""
-        own = {
+        """This process's random state."""
+        return {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
-        if self.distributed is None:
-            return own
-        return {**own, "ranks": self.distributed.gather(own)}
+
+    def _set_rng_state(self, rng: dict) -> None:
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
 
     def resume(self) -> bool:
         """Load the checkpoint at ``checkpoint_path`` if there is one; True if loaded."""
@@ -310,9 +195,17 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             for i, args in enumerate(self.batches.epoch(self.epoch)):
                 total = total + self.step(args, global_step=self.epoch * steps + i)
-        if self.distributed is not None:
-            total = self.distributed.sum(total)
-        return -float(total) / self.batches.num_examples
+        return -self._sum_over_processes(total) / self.batches.num_examples
+
+    def _sum_over_processes(self, value) -> float:
+        return float(value)
+
+    def loss(self, args: tuple) -> torch.Tensor:
+        """The (annealed) negative ELBO of the minibatch ``args``, differentiable."""
+        if self.latent_scale.scale == 1.0:
+            return self.objective(*args)
+        with self.latent_scale:
+            return self.objective(*args)
 
     def step(self, args: tuple, global_step: int) -> torch.Tensor:
         """One SVI update on the minibatch ``args``; returns the detached loss (nats)."""
@@ -320,35 +213,24 @@ class Trainer:
         self.latent_scale.scale = beta_schedule(
             global_step, len(self.batches), settings.beta, settings.anneal_epochs
         )
-        if self.latent_scale.scale == 1.0:
-            loss = self.objective(*args)
-        else:
-            with self.latent_scale:
-                loss = self.objective(*args)
+        loss = self.loss(args)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self._loss_scale if self._loss_scale != 1.0 else loss).backward()
-        if self._unmanaged:
-            self.distributed.average_gradients(self._unmanaged)
+        self.backward(loss)
         if settings.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.parameters, settings.clip_norm)
         self.optimizer.step()
         return loss.detach().cpu()
 
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
     def evaluate(self, x: torch.Tensor | None) -> float:
+        """Mean ELBO per example of ``x: (n, D)`` (nats); NaN without rows."""
         if x is None:
             return float("nan")
-        group = self.distributed
-        if group is None:
-            return evaluate_elbo(
-                self.eval_elbo, self.model, self.guide, x, self.settings.eval_batch_size
-            )
-        # Each rank scores its shard; the sum over ranks is the same number on every rank,
-        # so every rank takes the same early-stopping decisions.
-        shard = group.shard(x)
-        mean = evaluate_elbo(
-            self.eval_elbo, self.model, self.guide, shard, self.settings.eval_batch_size
+        return evaluate_elbo(
+            self.eval_elbo, self.model, self.guide, x, self.settings.eval_batch_size
         )
-        return group.sum(mean * shard.shape[0] if shard.shape[0] else 0.0) / x.shape[0]
 
     def _run_epoch(self) -> dict:
         """Train for one epoch and evaluate; the metrics row of that epoch."""
@@ -364,7 +246,7 @@ class Trainer:
             # report that as the divergence it is.
             if "found invalid values" not in str(exc):
                 raise
-            what = "parameters" if self._parameters_finite() else "network outputs"
+            what = "network outputs" if self._parameters_finite() else "parameters"
             self._diverged(what, "NaN/inf")
             raise AssertionError("unreachable") from exc
         row = {
@@ -439,19 +321,13 @@ class Trainer:
         return self.history
 
     def _save(self) -> None:
-        """Write the checkpoint (rank 0 only; every rank takes part in collecting it)."""
-        if self.checkpoint_path is None:
-            return
-        state = self.state()
-        if self.is_main:
-            save_checkpoint(state, self.checkpoint_path)
-        if self.distributed is not None:
-            self.distributed.barrier()  # no rank runs ahead of a checkpoint being written
+        if self.checkpoint_path is not None:
+            save_checkpoint(self.state(), self.checkpoint_path)
 
     @property
     def stopped_early(self) -> bool:
         patience = self.settings.patience
-        return patience is not None and self.stale_epochs >= patience
+        return bool(patience) and self.stale_epochs >= patience
 
     def _track_best(self, row: dict) -> None:
         if self._absent("val_elbo"):
@@ -460,21 +336,16 @@ class Trainer:
             self.best = {
                 "epoch": row["epoch"],
                 "val_elbo": row["val_elbo"],
-                "model": {k: v.detach().clone() for k, v in _state_dict(self.model).items()},
-                "guide": {k: v.detach().clone() for k, v in _state_dict(self.guide).items()},
+                **snapshot(self.model, self.guide),
             }
             self.stale_epochs = 0
         else:
             self.stale_epochs += 1
 
     def restore_best(self) -> None:
-        """Load the parameters of the best validation epoch (no-op without validation)."""
-        if self.best["epoch"] is None:
-            return
-        if isinstance(self.model, nn.Module):
-            self.model.load_state_dict(self.best["model"])
-        if isinstance(self.guide, nn.Module):
-            self.guide.load_state_dict(self.best["guide"])
+        """Load every parameter of the best validation epoch (no-op without validation)."""
+        if self.best["epoch"] is not None:
+            restore(self.model, self.guide, self.best)
 
 
 def _format_row(row: dict) -> str:

@@ -1,0 +1,132 @@
+"""The :class:`Dataset` every loader returns, and the checks its tensors must pass.
+
+``x_*`` tensors are ``(n, D)`` float32 rows (images flattened row-major); labels, when
+known, are ``(n,)`` int64. Bad input raises :class:`~pyrovae.errors.PyrovaeError` with a
+one-line message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from pyrovae.errors import PyrovaeError
+
+
+@dataclass
+class Dataset:
+    """A train/test pair of flattened data matrices with optional labels.
+
+    ``x_train``: (n_train, D) float32; ``x_test``: (n_test, D) float32; ``y_*``: (n,) int64 or
+    None. ``image_shape`` is (H, W) when rows are flattened greyscale images, else None.
+    ``support`` is "unit" when every value lies in [0, 1], else "real".
+    """
+
+    name: str
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    y_train: torch.Tensor | None
+    y_test: torch.Tensor | None
+    image_shape: tuple[int, int] | None
+    support: str
+    num_classes: int | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def x_dim(self) -> int:
+        """Number of features D per row."""
+        return int(self.x_train.shape[1])
+
+
+def as_float(value: object) -> float | None:
+    """``float(value)`` for real numbers (not bools or strings), else None."""
+    if isinstance(value, bool | str):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def first_line(err: BaseException) -> str:
+    """Exception type and the first line of its message, for one-line error messages."""
+    lines = str(err).splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+def _range_text(x: torch.Tensor) -> str:
+    return f"[{x.min().item():.4g}, {x.max().item():.4g}]"
+
+
+def _who(likelihood: str | None, support: str) -> str:
+    return f"the {likelihood} likelihood" if likelihood else f"support {support!r}"
+
+
+def _check_unit(x: torch.Tensor, name: str, likelihood: str | None) -> None:
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise PyrovaeError(
+            f"{name} has values in {_range_text(x)} but {_who(likelihood, 'unit')} needs [0, 1]; "
+            "rescale the data or use --likelihood gaussian"
+        )
+
+
+def _check_binary(x: torch.Tensor, name: str, likelihood: str | None) -> None:
+    bad = int(((x != 0) & (x != 1)).sum())
+    if bad:
+        raise PyrovaeError(
+            f"{name} has {bad} values that are not exactly 0 or 1 but "
+            f"{_who(likelihood, 'binary')} needs binary data; binarize it (pyrovae.data.binarize) "
+            "or use --likelihood gaussian"
+        )
+
+
+_SUPPORT_CHECKS: dict[str, Callable[[torch.Tensor, str, str | None], None]] = {
+    "real": lambda x, name, likelihood: None,
+    "unit": _check_unit,
+    "binary": _check_binary,
+}
+
+
+def check_data(
+    x: torch.Tensor,
+    *,
+    name: str = "x",
+    support: str | None = None,
+    likelihood: str | None = None,
+) -> None:
+    """Raise PyrovaeError unless ``x`` is a finite (n, D) tensor within ``support``.
+
+    ``support``: None or "real" (finite only), "unit" (values in [0, 1]) or "binary" (values
+    exactly 0 or 1). ``name`` and ``likelihood`` only word the error message.
+    """
+    if support is not None and support not in _SUPPORT_CHECKS:
+        raise PyrovaeError(
+            f"unknown support {support!r} for {name}; use one of {sorted(_SUPPORT_CHECKS)}"
+        )
+    if not isinstance(x, torch.Tensor):
+        raise PyrovaeError(f"{name} is a {type(x).__name__}, not a torch.Tensor; convert it first")
+    if x.dim() != 2:
+        raise PyrovaeError(
+            f"{name} has shape {tuple(x.shape)}: expected (n, features); flatten or reshape it"
+        )
+    for count, what in ((int(torch.isnan(x).sum()), "NaN"), (int(torch.isinf(x).sum()), "inf")):
+        if count:
+            raise PyrovaeError(
+                f"{name} has {count} {what} values; clean or impute them before training"
+            )
+    _SUPPORT_CHECKS[support or "real"](x, name, likelihood)
+
+
+def support_of(*xs: torch.Tensor) -> str:
+    """'unit' when every value of every tensor lies in [0, 1], else 'real'."""
+    in_unit = all(x.numel() == 0 or (x.min() >= 0 and x.max() <= 1) for x in xs)
+    return "unit" if in_unit else "real"
+
+
+def checked(dataset: Dataset) -> Dataset:
+    """Run :func:`check_data` (rank and finiteness) on both data matrices."""
+    check_data(dataset.x_train, name=f"{dataset.name} x_train")
+    check_data(dataset.x_test, name=f"{dataset.name} x_test")
+    return dataset

@@ -1,0 +1,86 @@
+"""Where the parameters of a Pyro program live, and how to save and restore all of them.
+
+A program's parameters are ``nn.Module`` parameters (of the program itself, or of the module
+whose bound method it is: ``vae.model``), or ``pyro.param`` sites in Pyro's param store
+(which also holds the modules registered with ``pyro.module``). A snapshot holds both: the
+modules' ``state_dict`` and the store's unconstrained values, so constrained sites come back
+exactly.
+"""
+
+import pyro
+import torch
+from torch import nn
+
+
+def owner_module(program) -> nn.Module | None:
+    """The ``nn.Module`` holding ``program``'s parameters: the program itself, or the object
+    of a bound method (``vae.model``); None for a plain function."""
+    if isinstance(program, nn.Module):
+        return program
+    owner = getattr(program, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def module_state(program) -> dict[str, torch.Tensor]:
+    """A detached copy of the ``state_dict`` of ``program``'s module (``{}`` without one)."""
+    module = owner_module(program)
+    if module is None:
+        return {}
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def load_module_state(program, state: dict[str, torch.Tensor]) -> None:
+    module = owner_module(program)
+    if module is not None:
+        module.load_state_dict(state)
+
+
+def param_store_state() -> dict[str, torch.Tensor]:
+    """A detached copy of every ``pyro.param`` site's unconstrained value."""
+    return {n: p.detach().clone() for n, p in pyro.get_param_store().named_parameters()}
+
+
+@torch.no_grad()
+def load_param_store_state(state: dict[str, torch.Tensor]) -> None:
+    """Copy saved unconstrained values into the param store's sites (created beforehand by
+    running the programs once, which also sets their constraints)."""
+    store = dict(pyro.get_param_store().named_parameters())
+    missing = sorted(set(state) - set(store))
+    if missing:
+        from pyrovae.errors import PyrovaeError
+
+        raise PyrovaeError(
+            f"the checkpoint has pyro.param sites {missing[:3]} that the programs no longer "
+            "create; load it with the program code it was trained with"
+        )
+    for name, value in state.items():
+        store[name].copy_(value)
+
+
+def snapshot(model, guide) -> dict:
+    """``{"model", "guide", "param_store"}``: every parameter of the pair, detached."""
+    return {
+        "model": module_state(model),
+        "guide": module_state(guide),
+        "param_store": param_store_state(),
+    }
+
+
+def restore(model, guide, state: dict) -> None:
+    """Load a :func:`snapshot` back into the pair."""
+    load_module_state(model, state["model"])
+    load_module_state(guide, state["guide"])
+    load_param_store_state(state.get("param_store", {}))
+
+
+def all_parameters(model, guide) -> list[torch.Tensor]:
+    """The distinct tensors to optimize: the modules' parameters, then the param store's."""
+    seen, params = set(), []
+    groups = [owner_module(p).parameters() for p in (model, guide) if owner_module(p)]
+    groups.append(p for _, p in pyro.get_param_store().named_parameters())
+    for group in groups:
+        for p in group:
+            if id(p) not in seen and p.requires_grad:
+                seen.add(id(p))
+                params.append(p)
+    return params
