@@ -2,116 +2,117 @@
 
 >>> run = pyrovae.train(dataset="digits", epochs=20, quiet=True)   # doctest: +SKIP
 >>> run.summary["test_elbo"]                                        # doctest: +SKIP
+
+A run goes: resolve the recipe and its options, load the data, build the programs (any of
+the forms in :mod:`pyrovae.pairs`), read the distribution that observes x and prepare the data
+for it, let the recipe set the programs up, train with :class:`~pyrovae.inference.Trainer`,
+and write the run folder with the recipe's report.
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 
 import pyro
 import torch
-from torch import nn
 
 from pyrovae import data as data_lib
 from pyrovae.config import TrainConfig
-from pyrovae.data import PreparedData
+from pyrovae.data import Dataset, PreparedData
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference import TensorBatches, Trainer
+from pyrovae.inference import Trainer
 from pyrovae.inference.checkpoint import load_checkpoint
+from pyrovae.inference.contract import check_pair, observation
 from pyrovae.inference.distributed import (
     DistributedTrainer,
     init_distributed,
     shutdown_distributed,
 )
-from pyrovae.inference.elbos import canonical_elbo_name
-from pyrovae.inference.parameters import restore
-from pyrovae.inference.posterior import check_sites
-from pyrovae.models import MODELS, ModelSpec, build_guide, build_model, resolve
+from pyrovae.inference.parameters import owner_module, restore
+from pyrovae.models import ModelSpec
 from pyrovae.models.likelihoods import check_likelihood_name
+from pyrovae.pairs import build_programs, object_name, recipe_class
+from pyrovae.recipes import Recipe
 from pyrovae.run_folder import RunFolder
+
+PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
 
 
 @dataclass
 class Run:
-    """A trained (or loaded) run: the pair, its data and what was measured."""
+    """A trained (or loaded) run: the pair, its data and what was measured.
+
+    ``model`` and ``guide`` are the trained programs themselves (bound methods for a pair
+    given as one object), ready for e.g. ``Trace_ELBO().loss(run.model, run.guide, x)``.
+    """
 
     config: TrainConfig
-    model: nn.Module
-    guide: nn.Module
+    model: object
+    guide: object
     data: PreparedData
     history: list[dict]
     summary: dict
     folder: RunFolder
+    recipe: Recipe
+    spec: ModelSpec
     is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
 
 
-def _choose_likelihood(config: TrainConfig, dataset: data_lib.Dataset) -> str:
-    # A model with a fixed observation model (fa, ppca, linear-ae) names it: its default.
-    fixed = getattr(resolve(config.model, MODELS, "model"), "fixed_likelihood", None)
+@dataclass
+class Built:
+    """What :func:`build` makes of a config: the prepared data and the programs."""
+
+    data: PreparedData
+    spec: ModelSpec
+    model: object
+    guide: object
+    guide_name: str | None
+    recipe: Recipe
+    config: TrainConfig  # with the recipe's options resolved
+    device: torch.device
+
+
+# Defaults that differ by data set, used where the config leaves a field as None. The
+# spiral is a 1-D curve in 2-D with known noise: with a learned noise scale the decoder
+# explains every point as noise around the center and ignores z (posterior collapse).
+DEFAULT_NETWORK = {"latent_dim": 10, "hidden": (256,)}
+DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
+
+
+def _choose_likelihood(config: TrainConfig, recipe: type[Recipe], dataset: Dataset) -> str:
+    """The built-in likelihood for models that take one by name: the recipe's, the config's,
+    or bernoulli for data in [0, 1] and gaussian otherwise."""
+    fixed = recipe.likelihood
     if fixed is not None and config.likelihood not in (None, fixed):
         raise PyrovaeError(
-            f"--model {config.model} has a {fixed} observation model; "
+            f"--model {config.model_name} has a {fixed} observation model; "
             f"drop --likelihood {config.likelihood} (or pass --likelihood {fixed})"
         )
     default = "bernoulli" if dataset.support == "unit" else "gaussian"
     return check_likelihood_name(config.likelihood or fixed or default)
 
 
-# The support each built-in likelihood scores (see pyrovae.data.prepare).
-LIKELIHOOD_SUPPORT = {"bernoulli": "binary", "continuous-bernoulli": "unit", "gaussian": "real"}
-
-
-def prepare_data(config: TrainConfig) -> PreparedData:
-    """Load ``config.dataset``, check it suits the likelihood, split off validation rows."""
-    dataset = data_lib.load_dataset(
-        config.dataset, config.data_root, spiral_noise=config.spiral_noise
-    )
-    likelihood = _choose_likelihood(config, dataset)
-    return data_lib.prepare(
-        dataset,
-        support=LIKELIHOOD_SUPPORT[likelihood],
-        observation=likelihood,
-        binarization=config.binarize,
-        allow_grey=config.grey_bernoulli,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
-
-
-# Defaults that differ by data set, used where the config leaves a field as None. The
-# spiral is a 1-D curve in 2-D with known noise: with a learned noise scale the decoder
-# explains every point as noise around the centre and ignores z (posterior collapse).
-DEFAULT_NETWORK = {"latent_dim": 10, "hidden": (256,)}
-DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
-
-
-def model_spec(config: TrainConfig, data: PreparedData) -> ModelSpec:
-    dataset = data.dataset
-    # A model may name its own network defaults (ssvae: two hidden layers); data sets first.
-    own = getattr(resolve(config.model, MODELS, "model"), "default_network", {})
-    defaults = {**DEFAULT_NETWORK, **own, **DATASET_DEFAULTS.get(dataset.name, {})}
+def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> ModelSpec:
+    """What a model or guide factory is told: the data's width and classes, the network
+    sizes (the config's, else the data set's, the recipe's, then the defaults), the
+    likelihood by name and the recipe's options."""
+    defaults = {**DEFAULT_NETWORK, **recipe.network, **DATASET_DEFAULTS.get(dataset.name, {})}
     gaussian_scale = config.gaussian_scale
     if gaussian_scale is None and dataset.name == "spiral":
         gaussian_scale = max(config.spiral_noise, 1e-2)
+    n = dataset.x_train.shape[0]
     return ModelSpec(
         x_dim=dataset.x_dim,
         latent_dim=config.latent_dim or defaults["latent_dim"],
         hidden=config.hidden if config.hidden is not None else defaults["hidden"],
-        likelihood=data.observation,
+        likelihood=_choose_likelihood(config, recipe, dataset),
         gaussian_scale=gaussian_scale,
         grey_bernoulli=config.grey_bernoulli,
         num_classes=dataset.num_classes,
-        num_data=data.x_train.shape[0],
+        num_data=n - round(config.val_fraction * n),
         image_shape=dataset.image_shape,
-        options={
-            "labels": config.labels,
-            "alpha": config.alpha,
-            "corruption": config.corruption,
-            "sparsity_target": config.sparsity_target,
-            "sparsity_weight": config.sparsity_weight,
-            "seed": config.seed,
-        },
+        options=dict(config.options),
     )
 
 
@@ -123,92 +124,101 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def with_required_elbo(config: TrainConfig, model) -> TrainConfig:
-    """``config`` with the ELBO the model declares in ``required_elbo`` (e.g. ``"enum"``).
-
-    It replaces the default ``trace``; any other estimator the user asked for is a one-line
-    error.
-    """
-    required = getattr(model, "required_elbo", None)
-    if required is None or canonical_elbo_name(config.elbo) == required:
-        return config
-    if config.elbo == "trace":
-        return replace(config, elbo=required)
-    raise PyrovaeError(f"--model {config.model} needs --elbo {required}, got --elbo {config.elbo}")
-
-
-def training_batches(model, data: PreparedData, config: TrainConfig, device):
-    """The model's own ``training_batches(data, config, device)`` if it defines one (e.g.
-    interleaved labelled/unlabelled batches), else shuffled minibatches of the rows."""
-    hook = getattr(model, "training_batches", None)
-    if hook is not None:
-        return hook(data, config, device)
-    return TensorBatches(
-        data.x_train.to(device),
-        config.batch_size,
-        seed=config.seed,
-        transform=data.batch_transform,
-    )
-
-
-def _hook(model, name: str, *args):
-    """``model.<name>(*args)`` bound as a no-argument callable, or None if not defined."""
-    method = getattr(model, name, None)
-    return None if method is None else (lambda: method(*args))
-
-
 def default_out(config: TrainConfig) -> Path:
     """``runs/<model>-<dataset>-<timestamp>``."""
-    model = config.model.replace(":", "-").replace(".", "-")
+    model = config.model_name.replace(":", "-").replace(".", "-")
     dataset = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{model}-{dataset}-{stamp}"
 
 
-def build(config: TrainConfig, device: torch.device | None = None):
-    """Seed, load the data and build ``(data, spec, model, guide, device)`` for ``config``.
+def build(config: TrainConfig, programs: dict | None = None, device=None) -> Built:
+    """Seed, resolve the recipe, load the data, build the programs and prepare the data for
+    the distribution the model observes x with.
 
-    ``device`` overrides ``config.device`` (a distributed rank's own GPU).
+    :param programs: Python objects that replace the config's names (``model``, ``guide``,
+        ``pair``, ``recipe``).
+    :param device: overrides ``config.device`` (a distributed rank's own GPU).
     """
+    programs = programs or {}
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()
-    data = prepare_data(config)
-    spec = model_spec(config, data)
+    names = {k: programs.get(k, getattr(config, k)) for k in PROGRAM_KEYS}
+    recipe_cls = recipe_class(names["recipe"], names["pair"] or names["model"] or "vae")
+    options = recipe_cls.resolve_options(config.options, f"--model {config.model_name}")
+    config = replace(config, options=options)
+    dataset = data_lib.load_dataset(
+        config.dataset, config.data_root, spiral_noise=config.spiral_noise
+    )
+    spec = model_spec(config, dataset, recipe_cls)
+    pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
     device = device or resolve_device(config.device)
-    model = build_model(config.model, spec)
-    guide = build_guide(config.guide, spec, model)
-    for program in (model, guide):
-        if isinstance(program, nn.Module):
-            program.to(device)
-    return data, spec, model, guide, device
+    for program in (pair.model, pair.guide):
+        module = owner_module(program)
+        if module is not None:
+            module.to(device)
+    name, support = observation(pair.model, dataset.x_train[:2].to(device))
+    data = data_lib.prepare(
+        dataset,
+        support="real" if support == "other" else support,
+        observation=name,
+        binarization=config.binarize,
+        allow_grey=config.grey_bernoulli,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **options) -> Run:
+def _split_arguments(kwargs: dict) -> tuple[dict, dict]:
+    """Keyword arguments of :func:`train` -> (config fields, Python objects for programs);
+    any other keyword is a model option (``labels=100``) and joins ``options``."""
+    known = {f.name for f in fields(TrainConfig)}
+    programs = {}
+    for key in PROGRAM_KEYS:
+        value = kwargs.get(key)
+        if value is not None and not isinstance(value, str):
+            programs[key] = value
+            kwargs[key] = object_name(value)
+    extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in known}
+    if extra:
+        kwargs["options"] = {**kwargs.get("options", {}), **extra}
+    return kwargs, programs
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **kwargs) -> Run:
     """Train a model/guide pair and write its run folder.
 
-    :param config: a :class:`TrainConfig`; keyword ``options`` override its fields
-        (``train(epochs=5, dataset="spiral")``).
+    :param config: a :class:`TrainConfig`; keyword arguments override its fields
+        (``train(epochs=5, dataset="spiral")``). ``model``, ``guide``, ``pair`` and
+        ``recipe`` may be Python objects (classes, factories, instances, functions); any
+        other keyword is an option of the model's recipe (``train(model="ssvae",
+        labels=100)``).
     :param resume: a run folder to continue: its ``config.json`` is used (``epochs``,
-        ``quiet``, ``device``, ``eval_batch_size`` and ``distributed`` may be overridden) and
-        training goes on from its checkpoint.
+        ``quiet``, ``device``, ``eval_batch_size`` and ``distributed`` may be overridden, and
+        programs given as objects must be given again) and training goes on from its
+        checkpoint.
 
     With ``distributed=True`` (under ``torchrun``) every process calls this; they train
     together and rank 0 alone writes the run folder.
     """
+    kwargs, programs = _split_arguments(dict(kwargs))
     if resume is not None:
-        options.setdefault("distributed", False)  # as launched now, not as first launched
-        config = replace(RunFolder(resume).read_config(), **options)
+        kwargs.setdefault("distributed", False)  # as launched now, not as first launched
+        for key in PROGRAM_KEYS:
+            kwargs.pop(key, None)
+        config = replace(RunFolder(resume).read_config(), **kwargs)
     else:
-        config = replace(config or TrainConfig(), **options)
+        config = replace(config or TrainConfig(), **kwargs)
     group = init_distributed(config.device) if config.distributed else None
     try:
-        return _train(config, resume, group)
+        return _train(config, resume, group, programs)
     finally:
         if group is not None:
             shutdown_distributed()
 
 
-def _train(config: TrainConfig, resume, group) -> Run:
+def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
     is_main = group is None or group.is_main
     if resume is not None:
         folder = RunFolder(resume)
@@ -218,19 +228,27 @@ def _train(config: TrainConfig, resume, group) -> Run:
             out = group.broadcast(out)  # one folder, named by rank 0's clock
         folder = RunFolder(out)
         config = replace(config, out=out)
-    data, spec, model, guide, device = build(config, group.device if group else None)
-    config = with_required_elbo(config, model)
+    built = build(config, programs, group.device if group else None)
+    config, data, model, guide, recipe = (
+        built.config,
+        built.data,
+        built.model,
+        built.guide,
+        built.recipe,
+    )
+    device = built.device
     if group is not None and group.rank > 0:
         # Same initial parameters on every rank (seeded above); independent draws of z.
         pyro.set_rng_seed(config.seed + 7919 * group.rank)
+    recipe.setup(model, guide, data, config)
     trainer_options = dict(
         val_x=data.x_val.to(device) if data.x_val.shape[0] else None,
         test_x=data.x_test.to(device),
         checkpoint_path=folder.checkpoint,
         on_epoch=folder.write_metrics,
-        epoch_metrics=_hook(model, "epoch_metrics", guide, data),
+        epoch_metrics=lambda: recipe.epoch_metrics(model, guide, data, config),
     )
-    batches = training_batches(model, data, config, device)
+    batches = recipe.batches(data, config, device)
     if group is None:
         trainer = Trainer(model, guide, batches, config.settings(), **trainer_options)
     else:
@@ -247,29 +265,30 @@ def _train(config: TrainConfig, resume, group) -> Run:
     if group is not None:
         group.barrier()
     history = trainer.fit()
-    summary = _summary(config, data, spec, model, guide, trainer, history)
+    summary = _summary(config, built, trainer, history)
     if group is not None:
         summary["processes"] = group.world_size
     if is_main:
-        folder.write_figures(model, guide, data, history)
-        report = getattr(model, "report", None)
-        if report is not None:
-            summary.update(report(guide, data, folder.path, history=history))
+        report = recipe.report(model, guide, data, config, folder.path, history)
+        summary.update(report.summary)
+        summary["figures"] = [Path(p).name for p in report.figures]
         folder.write_summary(summary)
-    return Run(config, model, guide, data, history, summary, folder, is_main)
+    return Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
 
 
-def _summary(config, data, spec, model, guide, trainer, history) -> dict:
+def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> dict:
+    data, spec = built.data, built.spec
     final = history[-1] if history else {}
     best_epoch = trainer.best["epoch"]
     chosen = history[best_epoch - 1] if best_epoch else final
     n_params = sum(p.numel() for p in trainer.parameters)
     return {
-        "model": config.model,
-        "guide": config.guide or getattr(model, "default_guide", None),
+        "model": config.model_name,
+        "guide": built.guide_name,
         "dataset": data.dataset.name,
         "likelihood": data.observation,
-        "elbo": config.elbo,
+        "elbo": trainer.settings.elbo,
+        "options": config.options,
         "epochs": len(history),
         "best_epoch": best_epoch,
         "stopped_early": trainer.stopped_early,
@@ -289,16 +308,39 @@ def _summary(config, data, spec, model, guide, trainer, history) -> dict:
     }
 
 
-def load_run(path: str | Path, device: str = "cpu") -> Run:
-    """Rebuild the model and guide of a run folder from its config and checkpoint, with the
-    parameters of its best validation epoch (its last epoch without validation rows)."""
+def load_run(path: str | Path, device: str = "cpu", **programs) -> Run:
+    """Rebuild the model and guide of a run folder from its config and checkpoint, with every
+    parameter (modules and ``pyro.param`` sites) of its best validation epoch (its last
+    epoch without validation rows).
+
+    :param programs: ``model``, ``guide``, ``pair`` or ``recipe`` as Python objects, for a
+        run whose programs were given as objects that cannot be imported by name (defined
+        in a script's ``__main__`` or a notebook).
+    """
+    unknown = sorted(set(programs) - set(PROGRAM_KEYS))
+    if unknown:
+        raise PyrovaeError(f"load_run takes {', '.join(PROGRAM_KEYS)} as programs, got {unknown}")
     folder = RunFolder(path)
     config = replace(folder.read_config(), device=device)
-    data, spec, model, guide, device = build(config)
-    state = load_checkpoint(folder.checkpoint, map_location=device)
+    built = build(config, programs)
+    state = load_checkpoint(folder.checkpoint, map_location=built.device)
     # One trace creates the pyro.param sites (with their constraints) that are restored.
     with torch.no_grad():
-        check_sites(model, guide, data.x_test[:2].to(device))
-    restore(model, guide, state["best"] if state["best"]["epoch"] else state)
-    summary = folder.read_summary()
-    return Run(config, model, guide, data, list(state["history"]), summary, folder)
+        check_pair(built.model, built.guide, built.data.x_test[:2].to(built.device))
+    restore(built.model, built.guide, state["best"] if state["best"]["epoch"] else state)
+    return Run(
+        built.config,
+        built.model,
+        built.guide,
+        built.data,
+        list(state["history"]),
+        folder.read_summary(),
+        folder,
+        built.recipe,
+        built.spec,
+    )
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """The data ``config`` trains on, prepared for its model's observation distribution."""
+    return build(config).data

@@ -1,4 +1,5 @@
-"""Command line of ``scripts/train_svi.py``: one flag per :class:`TrainConfig` field."""
+"""Command line of ``scripts/train_svi.py``: one flag per :class:`TrainConfig` field, and
+one per option of each registered model's recipe, grouped under that model."""
 
 import argparse
 import sys
@@ -8,6 +9,9 @@ from dataclasses import fields
 
 from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.settings import TrainSettings
+from pyrovae.models import GUIDES, MODELS
+from pyrovae.recipes import RECIPES
 
 # Options that may be changed when continuing a run with --resume.
 RESUMABLE = {"epochs", "quiet", "device", "eval_batch_size", "distributed"}
@@ -29,24 +33,56 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
+def _model_options() -> dict[str, tuple[str, object]]:
+    """Option name -> (the models whose recipes declare it, the option), first one wins."""
+    found: dict[str, tuple[list[str], object]] = {}
+    for name, recipe in RECIPES.items():
+        for option in recipe.options:
+            models, _ = found.setdefault(option.name, ([], option))
+            models.append(name)
+    return {k: (", ".join(models), option) for k, (models, option) in found.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="train_svi.py",
         description="Train a Pyro model/guide pair by SVI and write a run folder "
         "(config.json, checkpoint.pt, metrics.csv, summary.json, figures).",
+        epilog=f"registered models: {', '.join(MODELS)}; registered guides: "
+        f"{', '.join(GUIDES)}. Your own: --model/--guide package.module:attr, or --pair "
+        "package.module:attr for one object with model and guide methods.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
+    groups = {
+        "run": parser.add_argument_group("model, data and run folder"),
+        "training": parser.add_argument_group("training"),
+    }
+    training = {f.name for f in fields(TrainSettings)}
     hints = typing.get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
+        if f.metadata.get("cli", True) is False:
+            continue
+        group = groups["training" if f.name in training else "run"]
         flag = "--" + f.name.replace("_", "-")
-        extra = {k: v for k, v in f.metadata.items() if k != "help"}
+        extra = {k: v for k, v in f.metadata.items() if k not in ("help", "cli")}
         kind = _base_type(hints[f.name])
         help_text = f"{f.metadata['help']} (default: {f.default})"
         if kind is bool:
-            parser.add_argument(flag, action="store_true", help=help_text)
+            group.add_argument(flag, action="store_true", help=help_text)
         else:
-            parser.add_argument(flag, type=kind, help=help_text, metavar=f.name.upper(), **extra)
+            group.add_argument(flag, type=kind, help=help_text, metavar=f.name.upper(), **extra)
+    model_groups = {}
+    for name, (models, option) in _model_options().items():
+        if models not in model_groups:
+            model_groups[models] = parser.add_argument_group(f"options of --model {models}")
+        model_groups[models].add_argument(
+            option.flag,
+            type=option.type,
+            dest=f"option:{name}",
+            metavar=name.upper(),
+            help=f"{option.help} (default: {option.default})",
+        )
     parser.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -56,9 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
+    """``(TrainConfig keyword arguments, --resume folder)`` from the command line; model
+    options are gathered into ``options``."""
     args = vars(build_parser().parse_args(argv))
     resume = args.pop("resume", None)
+    options = {k.split(":", 1)[1]: args.pop(k) for k in list(args) if k.startswith("option:")}
+    if options:
+        args["options"] = options
+    return args, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, resume = parse(argv)
     run_dir = resume
     try:
         from pyrovae.api import default_out, train

@@ -13,6 +13,13 @@ from pathlib import Path
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.settings import TrainSettings, option
 
+LEGACY_OPTION_KEYS = {"labels", "alpha", "corruption", "sparsity_target", "sparsity_weight"}
+MODEL_OF_LEGACY_OPTION = {
+    "ssvae": ("labels", "alpha"),
+    "dae": ("corruption",),
+    "sae": ("sparsity_target", "sparsity_weight"),
+}
+
 
 @dataclass
 class TrainConfig(TrainSettings):
@@ -20,9 +27,24 @@ class TrainConfig(TrainSettings):
     data, how they are optimized (the fields of :class:`TrainSettings`) and where the run
     folder goes."""
 
-    model: str = option("vae", "registered model name or package.module:attr of your own factory")
+    model: str | None = option(
+        None,
+        "registered model name, or package.module:attr of your own (a class, a factory "
+        "f(spec), or a function model(x)); default: vae",
+    )
     guide: str | None = option(
-        None, "registered guide name or package.module:attr; default: the model's own"
+        None,
+        "registered guide name, or package.module:attr of your own; default: the model's own",
+    )
+    pair: str | None = option(
+        None,
+        "package.module:attr of one object with model and guide methods (as in Pyro's VAE "
+        "example), instead of --model and --guide",
+    )
+    recipe: str | None = option(
+        None,
+        "package.module:attr of a pyrovae.recipes.Recipe subclass for your model "
+        "(default: the registered model's own, else the base recipe)",
     )
     dataset: str = option(
         "digits",
@@ -63,15 +85,9 @@ class TrainConfig(TrainSettings):
         0.1, "fraction of the training rows held out for validation (early stopping)"
     )
     spiral_noise: float = option(0.05, "noise level of the spiral data set")
-    labels: int | None = option(
-        None, "ssvae: labelled training examples, class-balanced (default 100)"
+    options: dict = option(
+        dict, "the model's own options (see its recipe; each is a flag of its own)", cli=False
     )
-    alpha: float | None = option(
-        None, "ssvae: weight of the auxiliary classification loss (see pyrovae.models.ssvae)"
-    )
-    corruption: float = option(0.3, "dae: fraction of input pixels the guide sees masked")
-    sparsity_target: float = option(0.05, "sae: target mean activation rho of hidden units")
-    sparsity_weight: float = option(1.0, "sae: weight of the KL(rho || rho_hat) penalty")
     distributed: bool = option(
         False, "data-parallel training over the processes started by torchrun (DDP)"
     )
@@ -91,10 +107,8 @@ class TrainConfig(TrainSettings):
             raise PyrovaeError(f"--latent-dim must be at least 1, got {self.latent_dim}")
         if not 0 <= self.val_fraction < 1:
             raise PyrovaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 <= self.corruption < 1:
-            raise PyrovaeError(f"--corruption must be in [0, 1), got {self.corruption}")
-        if not 0 < self.sparsity_target < 1:
-            raise PyrovaeError(f"--sparsity-target must be in (0, 1), got {self.sparsity_target}")
+        if not 0 <= self.seed < 2**32:
+            raise PyrovaeError(f"--seed must be a whole number in [0, 2**32), got {self.seed}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise PyrovaeError(f"--device must be cpu, cuda or auto, got {self.device!r}")
 
@@ -105,9 +119,20 @@ class TrainConfig(TrainSettings):
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def model_name(self) -> str:
+        """What the run's model is called: its name, ``package.module:attr``, or the pair's."""
+        return self.pair or self.model or "vae"
+
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        data = dict(data)
+        # Runs written before the model options moved to the recipes kept them at the top.
+        for key in LEGACY_OPTION_KEYS & set(data):
+            value = data.pop(key)
+            if value is not None and key in MODEL_OF_LEGACY_OPTION.get(data.get("model"), ()):
+                data.setdefault("options", {})[key] = value
         unknown = set(data) - known
         if unknown:
             raise PyrovaeError(f"unknown config keys {sorted(unknown)}; is this a pyrovae run?")

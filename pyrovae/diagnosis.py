@@ -317,7 +317,7 @@ def _se(values: torch.Tensor) -> float:
 
 
 def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
-    from pyrovae import plots_diagnostics as figures
+    from pyrovae.plots import diagnostics as figures
     from pyrovae.run_folder import atomic_write_text, json_ready
 
     folder = run.folder.path

@@ -6,8 +6,7 @@ Layout::
     checkpoint.pt    written atomically after every epoch (resume with --resume DIR)
     metrics.csv      one row per epoch: ELBOs in nats per example, KL weight, seconds
     summary.json     the final numbers
-    *.png            training curves, reconstructions, prior samples, latent space,
-                     latent interpolation (and the spiral panels for 2-D data)
+    *.png            the figures (see pyrovae.figures and the model's recipe)
 """
 
 import csv
@@ -18,11 +17,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-from pyrovae import plots
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.posterior import decode, encode, latent_site, reconstruct, sample_prior
 
 METRIC_COLUMNS = ("epoch", "train_elbo", "val_elbo", "test_elbo", "beta", "seconds", "eval_seconds")
 
@@ -89,89 +84,3 @@ class RunFolder:
 
     def read_summary(self) -> dict:
         return json.loads(self.summary.read_text()) if self.summary.exists() else {}
-
-    def write_figures(
-        self, model, guide, data, history: list[dict], max_points: int = 2000
-    ) -> list[Path]:
-        """Draw every figure of the run from the trained pair and the held-out rows."""
-        dataset = data.dataset
-        x = data.x_test[:max_points].to(_device_of(model, data.x_test))
-        labels = None if data.y_test is None else data.y_test[:max_points]
-        shape = dataset.image_shape
-        z = encode(model, guide, x)
-        site = latent_site(model, guide, x)
-        written = [
-            plots.plot_training_curves(history, self.path / "training_curves.png"),
-            plots.plot_reconstructions(
-                _cpu(x[:16]),
-                _cpu(reconstruct(model, guide, x[:16])),
-                shape,
-                self.path / "reconstructions.png",
-            ),
-            plots.plot_samples(
-                _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)),
-                shape,
-                self.path / "samples.png",
-            ),
-            plots.plot_latent_space(_cpu(z), labels, self.path / "latent_space.png"),
-            plots.plot_interpolation(
-                _cpu(decode(model, _interpolate(z, labels), site, dataset.x_dim)),
-                shape,
-                self.path / "interpolation.png",
-            ),
-        ]
-        if dataset.x_dim == 2 and shape is None:
-            true_curve = None
-            if "t_range" in dataset.extras:
-                from pyrovae.data import spiral_curve
-
-                true_curve = spiral_curve(torch.linspace(*dataset.extras["t_range"], 400))
-            path_z = latent_sweep(z, steps=200)
-            written.append(
-                plots.plot_spiral(
-                    _cpu(x),
-                    _cpu(reconstruct(model, guide, x)),
-                    _cpu(decode(model, path_z, site, 2)),
-                    self.path / "spiral.png",
-                    true_curve=true_curve,
-                )
-            )
-        return written
-
-
-def _device_of(model, default: torch.Tensor) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return default.device
-
-
-def _cpu(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().float().cpu()
-
-
-def _interpolate(z: torch.Tensor, labels: torch.Tensor | None, steps: int = 10) -> torch.Tensor:
-    """Latent path ``(steps, k)`` between the first two test points (of different classes
-    when labels are known)."""
-    first, second = 0, 1
-    if labels is not None:
-        different = (labels != labels[0]).nonzero()
-        if len(different):
-            second = int(different[0])
-    w = torch.linspace(0, 1, steps, device=z.device).unsqueeze(-1)
-    return (1 - w) * z[first] + w * z[second]
-
-
-def latent_sweep(z: torch.Tensor, steps: int = 200, extend: float = 0.0) -> torch.Tensor:
-    """A straight latent path ``(steps, k)`` along the main axis of the codes ``z: (n, k)``,
-    covering their range, widened by ``extend`` times that range on each side."""
-    center = z.mean(0)
-    if z.shape[1] == 1:
-        direction = torch.ones(1, device=z.device)
-    else:
-        direction = torch.linalg.svd(z - center, full_matrices=False).Vh[0]
-    proj = (z - center) @ direction
-    lo, hi = float(proj.min()), float(proj.max())
-    margin = extend * (hi - lo)
-    s = torch.linspace(lo - margin, hi + margin, steps, device=z.device).unsqueeze(-1)
-    return center + s * direction

@@ -20,6 +20,7 @@ from pyrovae.cli import main
 from pyrovae.models import ModelSpec, build_guide, build_model
 from pyrovae.models.autoencoders import sparsity_kl
 from pyrovae.models.linear_gaussian import largest_principal_angle_deg
+from pyrovae.recipes import build_pair
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,8 +54,7 @@ def x():
 
 
 def test_delta_guide_loss_is_the_map_objective(x):
-    model = build_model("ae", SPEC)
-    guide = build_guide(None, SPEC, model)
+    model, guide = build_pair("ae", SPEC)
     with torch.no_grad():
         expected = map_objective(model, guide.encode(x), x)
     assert loss_of(model, guide, x) == pytest.approx(expected, rel=1e-5)
@@ -72,8 +72,7 @@ def test_sparsity_kl_is_the_bernoulli_kl():
 
 def test_sparse_penalty_adds_weight_times_kl_to_the_loss(x):
     spec = ModelSpec(**{**SPEC.__dict__, "options": {"sparsity_weight": 2.5}})
-    model = build_model("sae", spec)
-    guide = build_guide(None, spec, model)
+    model, guide = build_pair("sae", spec)
     with torch.no_grad():
         rho_hat = guide.activations(x).mean(0)
         kl = float(sparsity_kl(0.05, rho_hat))
@@ -119,7 +118,7 @@ def test_each_autoencoder_trains_from_the_cli(model, tmp_path):
     assert summary["objective"].startswith("MAP")
     assert math.isfinite(summary["test_elbo"])
     assert (run / "features.png").is_file()  # digits are images
-    expected = "gaussian" if model == "linear-ae" else "bernoulli"
+    expected = "Normal" if model == "linear-ae" else "Bernoulli"
     assert summary["likelihood"] == expected
 
 

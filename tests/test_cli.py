@@ -24,6 +24,7 @@ import torch
 
 from pyrovae.cli import main
 from pyrovae.config import TrainConfig
+from pyrovae.recipes import RECIPES
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_svi.py"
@@ -196,7 +197,7 @@ def test_digits_run_writes_complete_run_folder(tmp_path, capsys):
     assert summary["seconds"] > 0
     for key in ("train_elbo", "test_elbo"):
         assert math.isfinite(summary[key]) and summary[key] < 0, (key, summary[key])
-    assert summary["likelihood"] == "bernoulli"
+    assert summary["likelihood"] == "Bernoulli"
 
     rows = read_metrics(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -217,7 +218,7 @@ def test_spiral_run_uses_gaussian_and_draws_spiral(tmp_path, capsys):
         assert (run / name).is_file(), name
     summary = read_summary(run)
     assert summary["dataset"] == "spiral"
-    assert summary["likelihood"] == "gaussian"
+    assert summary["likelihood"] == "Normal"
     assert math.isfinite(summary["test_elbo"])
     assert len(read_metrics(run)) == 2
 
@@ -227,9 +228,15 @@ def test_help_lists_every_option(capsys):
         main(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    flags = ["--" + f.name.replace("_", "-") for f in fields(TrainConfig)] + ["--resume"]
+    flags = ["--" + f.name.replace("_", "-") for f in fields(TrainConfig)]
+    flags = [f for f in flags if f != "--options"] + ["--resume"]  # options: the models' own
+    flags += [option.flag for recipe in RECIPES.values() for option in recipe.options]
     for flag in flags:
         assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text), flag
+    # The models' own options are grouped under their model, and the registries are listed.
+    ssvae = text.index("options of --model ssvae:")
+    assert text.index("--labels LABELS", ssvae) < text.index("options of --model dae:")
+    assert "registered models: vae, ssvae" in " ".join(text.split())
 
 
 # --------------------------------------------------------------------------- bad input
@@ -249,7 +256,7 @@ BAD_INPUTS = {
     "wrong_rank": (["--dataset", "{rank1_train}"], ["x_train", "shape"]),
     "outside_unit_for_bernoulli": (
         ["--dataset", "{out_of_unit}", "--likelihood", "bernoulli"],
-        ["x_train", "[0, 1]", "bernoulli"],
+        ["x_train", "[0, 1]", "Bernoulli"],
     ),
     "npz_without_x_test": (["--dataset", "{no_x_test}"], ["'x_test'"]),
     "missing_npz": (["--dataset", "{missing}"], ["no such file"]),
@@ -305,7 +312,7 @@ def test_grey_levels_with_bernoulli_need_an_explicit_choice(tmp_path, capsys):
     code, _, err = run_cli([*argv, "--grey-bernoulli", "--out", run], capsys)
     assert code == 0, err
     summary = read_summary(run)
-    assert summary["likelihood"] == "bernoulli" and math.isfinite(summary["test_elbo"])
+    assert summary["likelihood"] == "Bernoulli" and math.isfinite(summary["test_elbo"])
 
 
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
@@ -435,7 +442,7 @@ def test_user_model_without_default_guide_needs_guide(user_path, capsys):
     write_pair(user_path, "pair_noguide")
     run = user_path / "run"
     code, _, err = run_cli([*TINY, "--model", "pair_noguide:Model", "--out", run], capsys)
-    assert_one_error_line(code, err, "--guide", "default_guide")
+    assert_one_error_line(code, err, "--guide", "no default guide")
     assert not (run / "checkpoint.pt").exists()
 
 

@@ -35,8 +35,11 @@ from pyrovae.inference.diagnostics.structure import (
 )
 from pyrovae.models import ModelSpec, build_guide, build_model
 from pyrovae.models.linear_gaussian import fa_log_likelihood, random_fa_parameters, sample_fa
+from pyrovae.plots import diagnostics as diagnostics_plots
+from pyrovae.recipes import build_pair
 from tests.test_cli import assert_one_error_line
 from tests.test_factor_analysis import FAST, fa_npz
+from tests.test_plots import keep_figures, legend
 
 D, K = 10, 3
 
@@ -116,8 +119,7 @@ def test_per_row_weights_sum_to_pyros_pooled_weights_which_are_not_iwae():
 def tiny_vae(latent_dim=1, x_dim=6, seed=0):
     torch.manual_seed(seed)
     spec = ModelSpec(x_dim=x_dim, latent_dim=latent_dim, hidden=(8,))
-    model = build_model("vae", spec)
-    guide = build_guide(None, spec, model)
+    model, guide = build_pair("vae", spec)
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.mul_(3.0)  # a decoder that depends clearly on z
@@ -167,8 +169,7 @@ def tiny_ssvae(classes=3, x_dim=6, seed=0):
         num_data=30,
         options={"labels": classes},
     )
-    model = build_model("ssvae", spec)
-    guide = build_guide(None, spec, model)
+    model, guide = build_pair("ssvae", spec)
     with torch.no_grad():
         for p in model.decoder.parameters():
             p.mul_(3.0)
@@ -216,8 +217,7 @@ def test_enumerated_class_is_summed_out_exactly_inside_each_weight():
 
 def test_global_latents_are_fixed_at_their_mean_under_q():
     spec = ModelSpec(x_dim=D, latent_dim=K, likelihood="gaussian", num_data=40)
-    model = build_model("bayesian-fa", spec)
-    guide = build_guide(None, spec, model)
+    model, guide = build_pair("bayesian-fa", spec)
     x = sample_fa(40, *random_fa_parameters(D, K, seed=1), seed=5).float()
     structure = inspect_pair(model, guide, x)
     assert structure.global_sites == ("W",) and structure.local_sites == ("z",)
@@ -234,8 +234,7 @@ def test_global_latents_are_fixed_at_their_mean_under_q():
 
 def test_a_point_mass_guide_gets_one_line_instead_of_weights():
     spec = ModelSpec(x_dim=D, latent_dim=K)
-    model = build_model("ae", spec)
-    guide = build_guide(None, spec, model)
+    model, guide = build_pair("ae", spec)
     x = torch.rand(5, D).round()
     structure = inspect_pair(model, guide, x)
     assert structure.point_mass_sites == ("z",) and not structure.guide_is_density
@@ -453,7 +452,8 @@ SMALL = dict(
 )
 
 
-def test_diagnose_writes_json_netcdf_and_figures(digits_run):
+def test_diagnose_writes_json_netcdf_and_figures(digits_run, monkeypatch):
+    drawn = keep_figures(monkeypatch, diagnostics_plots)
     out = pyrovae.diagnose(digits_run, **SMALL)
     saved = json.loads((digits_run / "diagnostics.json").read_text())
     for key in (
@@ -487,6 +487,25 @@ def test_diagnose_writes_json_netcdf_and_figures(digits_run):
     assert saved["num_points"] == 60 and len(saved["kl_per_dim"]["z"]) == 4
     for name in ("pareto_khat.png", "iwae_vs_k.png", "kl_per_dim.png", "nuts_vs_q.png"):
         assert (digits_run / name).stat().st_size > 10_000, name
+    # The figures show what diagnostics.json reports.
+    (ax,) = drawn["pareto_khat.png"].axes
+    assert len(ax.collections[0].get_offsets()) == 60
+    assert legend(ax) == [
+        f"k = {level}: {saved[f'pareto_k_share_above_{level}']:.1%} above" for level in (0.5, 0.7)
+    ]
+    (ax,) = drawn["iwae_vs_k.png"].axes
+    estimates = ax.containers[0].lines[0]
+    assert list(estimates.get_xdata()) == [1, 10, 100]
+    expected = [saved["iwae_by_k"][k]["estimate"] for k in ("1", "10", "100")]
+    assert list(estimates.get_ydata()) == pytest.approx(expected)
+    (ax,) = drawn["kl_per_dim.png"].axes
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == pytest.approx(sorted(saved["kl_per_dim"]["z"], reverse=True))
+    assert ax.get_title().endswith(f"{saved['active_units']} of 4 active (gray: inactive)")
+    panels = drawn["nuts_vs_q.png"].axes
+    assert len(panels) == 2 * 4  # a row per NUTS point, a column per latent dimension
+    titles = [ax.get_title().split(",")[0] for ax in panels[::4]]
+    assert titles == [f"point {row}" for row in saved["nuts_points"]]
     az = pytest.importorskip("arviz")
     idata = az.from_netcdf(digits_run / "posterior.nc")
     assert {"posterior", "sample_stats", "approximate_posterior", "importance"} <= set(

@@ -11,7 +11,9 @@ from torch import nn
 
 import pyrovae
 from pyrovae.data import SPIRAL_T_RANGE, spiral_curve
+from pyrovae.plots import run as plots_run
 from pyrovae.spiral import nearest_on_curve, sweep, sweep_numbers
+from tests.test_plots import keep_figures
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +90,8 @@ def test_a_straight_decoder_is_far_from_the_spiral():
 
 
 @pytest.mark.parametrize("model", ["ae", "vae"])
-def test_spiral_numbers_and_figure_in_the_run_folder(model, tmp_path):
+def test_spiral_numbers_and_figure_in_the_run_folder(model, tmp_path, monkeypatch):
+    drawn = keep_figures(monkeypatch, plots_run)
     run = pyrovae.train(
         model=model, dataset="spiral", epochs=1, hidden=(16,), quiet=True, out=str(tmp_path / "r")
     )
@@ -97,6 +100,21 @@ def test_spiral_numbers_and_figure_in_the_run_folder(model, tmp_path):
         assert math.isfinite(numbers[part]["mean_distance"]), part
     assert 0 <= numbers["inside"]["coverage"] <= 1
     assert (run.folder.path / "spiral_sweep.png").is_file()
+    # The figure shows the numbers: the sweep's distances inside the code range, and its ends.
+    ax_rec, ax_sweep, ax_dist = drawn["spiral_sweep.png"].axes
+    assert len(ax_rec.collections[1].get_offsets()) == run.summary["num_test"]
+    s, distance = ax_dist.lines[0].get_xdata(), ax_dist.lines[0].get_ydata()
+    lo, hi = numbers["code_range"]
+    inside = (s >= lo) & (s <= hi)
+    assert distance[inside].mean() == pytest.approx(numbers["inside"]["mean_distance"])
+    assert distance[inside].max() == pytest.approx(numbers["inside"]["max_distance"])
+    ends = [numbers[part]["distance_end"] for part in ("beyond_inner", "beyond_outer")]
+    assert sorted(ends) == pytest.approx(sorted([distance[0], distance[-1]]))
+    (span,) = ax_dist.patches
+    assert span.get_x() == pytest.approx(s[inside].min())
+    assert span.get_x() + span.get_width() == pytest.approx(s[inside].max())
+    _, over, beyond = ax_sweep.collections
+    assert (len(over.get_offsets()), len(beyond.get_offsets())) == (inside.sum(), (~inside).sum())
 
 
 def test_no_spiral_numbers_for_a_two_dimensional_latent(tmp_path):

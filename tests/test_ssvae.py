@@ -13,11 +13,15 @@ import torch.nn.functional as F
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference import check_sites
+from pyrovae.inference import check_pair
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split
-from pyrovae.models import ModelSpec, build_guide, build_model
+from pyrovae.models import ModelSpec
 from pyrovae.models import ssvae as ssvae_module
+from pyrovae.plots import ssvae as ssvae_plots
+from pyrovae.recipes import build_pair
+from pyrovae.recipes import ssvae as ssvae_recipe
 from tests.test_cli import assert_one_error_line, run_cli
+from tests.test_plots import keep_figures
 
 REPO = Path(__file__).resolve().parents[1]
 K, D, LATENT = 3, 6, 2
@@ -28,8 +32,7 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 def tiny_pair():
-    model = build_model("ssvae", SPEC)
-    return model, build_guide(None, SPEC, model)
+    return build_pair("ssvae", SPEC)
 
 
 def recording(guide, store: dict):
@@ -90,8 +93,10 @@ def test_labelled_rows_observe_y_and_add_the_scaled_auxiliary_term():
 def test_pair_shares_the_classifier_and_its_sites():
     model, guide = tiny_pair()
     assert guide.classifier is model.classifier
-    assert check_sites(model, guide, torch.zeros(2, D)) == ["y", "z"]
-    assert check_sites(model, guide, torch.zeros(2, D), torch.tensor([0, 1])) == ["z"]
+    unlabelled = check_pair(model, guide, torch.zeros(2, D))
+    assert unlabelled.latent_sites == ["y", "z"] and unlabelled.enumerated_sites == ["y"]
+    labelled = check_pair(model, guide, torch.zeros(2, D), torch.tensor([0, 1]))
+    assert labelled.latent_sites == ["z"] and labelled.enumerated_sites == []
 
 
 def test_label_split_is_class_balanced_seeded_and_a_partition():
@@ -175,7 +180,8 @@ def test_negative_labels_in_a_real_process(tmp_path):
 
 
 def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(ssvae_module, "BASELINE_MAX_EPOCHS", 20)
+    monkeypatch.setattr(ssvae_recipe, "BASELINE_MAX_EPOCHS", 20)
+    drawn = keep_figures(monkeypatch, ssvae_plots)
     run = tmp_path / "run"
     code, _, err = run_cli([*TINY, "--labels", "50", "--out", run], capsys)
     assert code == 0, err
@@ -187,5 +193,22 @@ def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
     assert summary["baseline_epochs"] <= 20
     for name in ("analogies.png", "confusion_matrix.png", "accuracy.png", "samples.png"):
         assert (run / name).stat().st_size > 0, name
+    # The figures show what summary.json reports.
+    assert summary["figures"][-3:] == ["accuracy.png", "confusion_matrix.png", "analogies.png"]
+    (ax,) = drawn["accuracy.png"].axes
+    _, test, baseline, kept = ax.lines
+    assert list(test.get_xdata()) == [1, 2]
+    tested = dict(zip(test.get_xdata(), test.get_ydata(), strict=True))
+    assert tested[summary["best_epoch"]] == pytest.approx(summary["test_accuracy"])
+    assert list(baseline.get_ydata()) == [summary["baseline_accuracy"]] * 2
+    assert list(kept.get_xdata()) == [summary["best_epoch"]] * 2
+    ax = drawn["confusion_matrix.png"].axes[0]
+    assert ax.images[0].get_array().sum(1).tolist() == pytest.approx([1.0] * 10)
+    assert sum(int(text.get_text()) for text in ax.texts) == summary["num_test"]
+    assert ax.get_title() == f"Confusion matrix (accuracy {summary['test_accuracy']:.3f})"
+    (ax,) = drawn["analogies.png"].axes
+    rows = [text.get_text() for text in ax.get_yticklabels()]
+    assert rows == ["input (z)", *(f"y = {c}" for c in range(10))]
+    assert ax.images[0].get_array().shape[0] == 11 * (8 + 2) + 2  # 11 rows of 8x8 digits
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val_accuracy" in header and "test_accuracy" in header

@@ -68,7 +68,8 @@ def _check_unit(x: torch.Tensor, name: str, likelihood: str | None) -> None:
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise PyrovaeError(
             f"{name} has values in {_range_text(x)} but {_who(likelihood, 'unit')} needs [0, 1]; "
-            "rescale the data or use --likelihood gaussian"
+            "rescale the data, or observe it with a distribution for real values (for the "
+            "built-in models: --likelihood gaussian)"
         )
 
 

@@ -3,9 +3,10 @@
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
 from pyrovae.inference.batches import TensorBatches
 from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.inference.contract import check_pair
 from pyrovae.inference.elbos import ELBOS, build_elbos
 from pyrovae.inference.evaluate import evaluate_elbo
-from pyrovae.inference.posterior import check_sites, decode, encode, reconstruct, sample_prior
+from pyrovae.inference.posterior import decode, encode, reconstruct, sample_prior
 from pyrovae.inference.runner import Trainer
 from pyrovae.inference.settings import OPTIMIZERS, TrainSettings
 
@@ -18,7 +19,7 @@ __all__ = [
     "Trainer",
     "beta_schedule",
     "build_elbos",
-    "check_sites",
+    "check_pair",
     "decode",
     "encode",
     "evaluate_elbo",

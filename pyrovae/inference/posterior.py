@@ -25,30 +25,6 @@ def sample_site_names(trace, observed: bool) -> list[str]:
     ]
 
 
-def check_sites(model, guide, *args) -> list[str]:
-    """Trace both programs on ``args`` and return the latent site names they share.
-
-    Raises a one-line error when the guide samples a site the model lacks, or the model
-    has a latent site the guide does not sample (Pyro would silently draw it from the
-    prior, which is rarely what the author meant).
-    """
-    guide_trace = poutine.trace(guide).get_trace(*args)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
-    in_guide = set(sample_site_names(guide_trace, observed=False))
-    in_model = set(sample_site_names(model_trace, observed=False))
-    if in_guide - in_model:
-        raise PyrovaeError(
-            f"the guide samples {sorted(in_guide - in_model)} but the model has no such latent "
-            f"site (model latents: {sorted(in_model)}); give the sites matching names"
-        )
-    if in_model - in_guide:
-        raise PyrovaeError(
-            f"the model's latent sites {sorted(in_model - in_guide)} are not sampled by the "
-            f"guide (guide samples: {sorted(in_guide)}); give the sites matching names"
-        )
-    return sample_site_names(guide_trace, observed=False)
-
-
 def latent_site(model, guide, x: torch.Tensor) -> str:
     """The name of the (first) latent site: ``model.latent_site`` or found by tracing."""
     name = getattr(model, "latent_site", None)

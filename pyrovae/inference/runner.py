@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyro
@@ -23,10 +23,10 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
 from pyrovae.inference.batches import TensorBatches
 from pyrovae.inference.checkpoint import load_checkpoint, save_checkpoint
-from pyrovae.inference.elbos import build_elbos, is_jit
+from pyrovae.inference.contract import check_pair
+from pyrovae.inference.elbos import build_elbos, canonical_elbo_name, is_jit
 from pyrovae.inference.evaluate import evaluate_elbo
 from pyrovae.inference.parameters import all_parameters, owner_module, restore, snapshot
-from pyrovae.inference.posterior import check_sites
 from pyrovae.inference.settings import OPTIMIZERS, TrainSettings
 
 
@@ -46,6 +46,19 @@ def _with_param_registration(name: str, program) -> Callable:
         return program(*args, **kwargs)
 
     return registered
+
+
+def _with_enumeration(settings: TrainSettings, enumerated: list[str]) -> TrainSettings:
+    """``settings`` with ``elbo="enum"`` when the guide enumerates sites and the ELBO is the
+    default ``trace``; any other ELBO that cannot sum them out is a one-line error."""
+    if not enumerated or canonical_elbo_name(settings.elbo) == "enum":
+        return settings
+    if settings.elbo == "trace":
+        return replace(settings, elbo="enum")
+    raise PyrovaeError(
+        f"the guide enumerates {enumerated}, which only --elbo enum sums out; "
+        f"got --elbo {settings.elbo}"
+    )
 
 
 def _fast_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
@@ -80,8 +93,6 @@ class Trainer:
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
     :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
         accuracy) joins the epoch's metrics row.
-    :param max_plate_nesting: plates the programs nest (default: the model's attribute of that
-        name, else 1).
     """
 
     is_main = True  # the process that writes checkpoints and reports (see DistributedTrainer)
@@ -98,7 +109,6 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None,
         epoch_metrics: Callable[[], dict] | None = None,
-        max_plate_nesting: int | None = None,
     ):
         self.model, self.guide = model, guide
         self.batches = batches
@@ -108,12 +118,16 @@ class Trainer:
         self.on_epoch = on_epoch
         self.epoch_metrics = epoch_metrics
 
-        if max_plate_nesting is None:
-            max_plate_nesting = getattr(model, "max_plate_nesting", 1)
+        # Trace once on a whole first batch: checks the pair's contract (one-line errors)
+        # and creates any pyro.param sites.
+        warmup_args = next(iter(self.batches.epoch(0)))
+        with torch.no_grad():
+            info = check_pair(model, guide, *warmup_args)
+        self.settings = settings = _with_enumeration(settings, info.enumerated_sites)
         self.train_elbo, self.eval_elbo = build_elbos(
             settings.elbo,
             num_particles=settings.num_particles,
-            max_plate_nesting=max_plate_nesting,
+            max_plate_nesting=info.max_plate_nesting,
         )
         if is_jit(settings.elbo):
             programs = [
@@ -123,12 +137,6 @@ class Trainer:
             programs = [model, guide]
         self.objective = self.train_elbo(*programs)
         self.latent_scale = LatentScaleMessenger(1.0)
-
-        # Trace once on a whole first batch: checks that the site names agree and creates
-        # any pyro.param sites.
-        warmup_args = next(iter(self.batches.epoch(0)))
-        with torch.no_grad():
-            check_sites(model, guide, *warmup_args)
         self.parameters = all_parameters(model, guide)
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")

@@ -1,31 +1,51 @@
-"""Generative models and their guides, and the registries that name them."""
+"""Generative models and their guides as Pyro programs, and the registries that name them.
 
-from pyrovae.models.autoencoders import AE, DAE, SAE, LinearAE
-from pyrovae.models.factor_analysis import PPCA, BayesianFactorAnalysis, FactorAnalysis
+Nothing here knows how a program is trained, evaluated, plotted or saved: that is the job of
+the recipes (:mod:`pyrovae.recipes`) and the runner.
+"""
+
+from pyrovae.models.autoencoders import (
+    DeltaGuide,
+    DenoisingDeltaGuide,
+    LinearAE,
+    LinearDeltaGuide,
+    SparseDeltaGuide,
+)
+from pyrovae.models.factor_analysis import (
+    PPCA,
+    BayesianFactorAnalysis,
+    BayesianFAGuide,
+    ExactPosteriorGuide,
+    FactorAnalysis,
+    LinearNormalGuide,
+)
 from pyrovae.models.likelihoods import LIKELIHOODS, build_likelihood
-from pyrovae.models.registry import GUIDES, MODELS, build_guide, build_model, resolve
+from pyrovae.models.registry import GUIDES, MODELS, build_guide, build_model
 from pyrovae.models.spec import ModelSpec
 from pyrovae.models.ssvae import SSVAE, SSVAEGuide
 from pyrovae.models.vae import VAE, MLPNormalGuide
 
 __all__ = [
-    "AE",
+    "BayesianFAGuide",
     "BayesianFactorAnalysis",
-    "DAE",
+    "DeltaGuide",
+    "DenoisingDeltaGuide",
+    "ExactPosteriorGuide",
     "FactorAnalysis",
-    "LinearAE",
-    "PPCA",
-    "SAE",
     "GUIDES",
     "LIKELIHOODS",
-    "MODELS",
+    "LinearAE",
+    "LinearDeltaGuide",
+    "LinearNormalGuide",
     "MLPNormalGuide",
+    "MODELS",
     "ModelSpec",
+    "PPCA",
     "SSVAE",
     "SSVAEGuide",
+    "SparseDeltaGuide",
     "VAE",
     "build_guide",
     "build_likelihood",
     "build_model",
-    "resolve",
 ]

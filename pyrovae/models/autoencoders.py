@@ -18,14 +18,13 @@ reconstruction loss with a penalty ``||z||^2 / 2``. It is *not* a bound on ``log
   ``--sparsity-target`` (0.05) and ``weight`` = ``--sparsity-weight`` (1).
 - ``linear-ae``: linear encoder and decoder with an isotropic Gaussian ``N(W z + b,
   sigma^2 I)`` (sigma learned, or ``--gaussian-scale``): a squared error, whose optimal
-  k-dimensional subspace is PCA's (reported as the largest principal angle to it).
+  k-dimensional subspace is PCA's.
 
-Reports: ``features.png`` (for image data): for first-layer hidden unit i, the unit-norm input
-that activates it most, ``W_i / ||W_i||``; the spiral numbers for a 1-D latent on the spiral.
+The models ``ae``, ``dae`` and ``sae`` are the VAE's program (:class:`~pyrovae.models.vae.VAE`)
+with these guides; ``linear-ae`` has a model of its own.
 """
 
 import math
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -33,55 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyrovae import plots
 from pyrovae.errors import PyrovaeError
-from pyrovae.models.linear_gaussian import largest_principal_angle_deg, pca_svd
 from pyrovae.models.networks import mlp
 from pyrovae.models.spec import ModelSpec
-from pyrovae.models.vae import VAE
-from pyrovae.spiral import spiral_report
-
-OBJECTIVE = "MAP: log p(x|z) + log p(z) at z = encoder(x) (Delta guide); not a bound on log p(x)"
-MAX_FEATURES = 100
-
-
-def features_report(guide, data, out_dir, max_features: int = MAX_FEATURES) -> dict:
-    """``features.png``: the first-layer unit-norm inputs ``W_i / ||W_i||`` as images."""
-    shape = data.dataset.image_shape
-    if shape is None or not hasattr(guide, "first_layer"):
-        return {}
-    weight = guide.first_layer().weight.detach().cpu()[:max_features]  # (units, D)
-    features = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    plots.plot_loadings(
-        features, shape, Path(out_dir) / "features.png", title="Inputs maximising hidden units"
-    )
-    return {"features_drawn": int(features.shape[0])}
-
-
-class AE(VAE):
-    """The autoencoder's model: the VAE's p(z) p(x|z), trained with the Delta guide."""
-
-    default_guide = "delta"
-
-    def report(self, guide, data, out_dir, history=None) -> dict:
-        """The objective's meaning, the features figure and the spiral numbers."""
-        return {
-            "objective": OBJECTIVE,
-            **features_report(guide, data, out_dir),
-            **super().report(guide, data, out_dir, history),
-        }
-
-
-class DAE(AE):
-    """Denoising autoencoder: the AE model with the corrupting Delta guide."""
-
-    default_guide = "delta-denoising"
-
-
-class SAE(AE):
-    """Sparse autoencoder: the AE model with the sparsity-penalised Delta guide."""
-
-    default_guide = "delta-sparse"
 
 
 class LinearAE(nn.Module):
@@ -89,8 +42,6 @@ class LinearAE(nn.Module):
 
     latent_site = "z"
     obs_site = "x"
-    default_guide = "delta-linear"
-    fixed_likelihood = "gaussian"
 
     def __init__(self, spec: ModelSpec, min_scale: float = 1e-3):
         super().__init__()
@@ -116,18 +67,6 @@ class LinearAE(nn.Module):
             loc = self.decoder(z)
             pyro.sample("x", dist.Normal(loc, self.scale().expand_as(loc)).to_event(1), obs=x)
 
-    def report(self, guide, data, out_dir, history=None) -> dict:
-        """Largest principal angle between the decoder's column space and PCA's top-k
-        subspace of the training rows (degrees), features and spiral numbers."""
-        out = {"objective": OBJECTIVE, "observation_sigma": float(self.scale().detach())}
-        W = self.decoder.weight.detach().cpu()  # (D, k)
-        if self.latent_dim < W.shape[0]:
-            components, _, _ = pca_svd(data.x_train.cpu(), self.latent_dim)
-            out["pca_largest_principal_angle_deg"] = largest_principal_angle_deg(W, components.T)
-        out.update(features_report(guide, data, out_dir))
-        out.update(spiral_report(self, guide, data, out_dir))
-        return out
-
 
 # ----------------------------------------------------------------------------- guides
 
@@ -138,9 +77,6 @@ class DeltaGuide(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.encoder = mlp([spec.x_dim, *spec.hidden, spec.latent_dim])
-
-    def first_layer(self) -> nn.Linear:
-        return self.encoder[0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``x: (batch, D)`` -> codes ``(batch, k)``."""
@@ -158,9 +94,6 @@ class LinearDeltaGuide(DeltaGuide):
     def __init__(self, spec: ModelSpec):
         nn.Module.__init__(self)
         self.encoder = nn.Linear(spec.x_dim, spec.latent_dim)
-
-    def first_layer(self) -> nn.Linear:
-        return self.encoder
 
 
 class DenoisingDeltaGuide(DeltaGuide):
@@ -218,20 +151,12 @@ class SparseDeltaGuide(DeltaGuide):
         if not 0 < self.target < 1:
             raise PyrovaeError(f"--sparsity-target must be in (0, 1), got {self.target}")
 
-    def first_layer(self) -> nn.Linear:
-        return self.hidden_layer[0]
-
     def activations(self, x: torch.Tensor) -> torch.Tensor:
         """First-layer sigmoid activations ``(batch, hidden[0])`` in (0, 1)."""
         return self.hidden_layer(x)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.activations(x))
-
-    def penalty(self, x: torch.Tensor) -> torch.Tensor:
-        """``batch * weight * KL(rho || rho_hat)``: what the guide adds to the loss (nats)."""
-        rho_hat = self.activations(x).mean(0)
-        return x.shape[0] * self.weight * sparsity_kl(self.target, rho_hat)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         hidden = self.activations(x)

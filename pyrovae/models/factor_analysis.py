@@ -8,9 +8,7 @@ Model (``bayesian-fa``): the same as ``fa`` with a Normal prior on the entries o
 likelihood); ``psi = s^2 softplus(raw) + min_variance`` keeps the noise variances positive
 and floored (a pixel that never varies would otherwise drive its variance, and the
 likelihood, to infinity; ``s`` is the data's scale, see :class:`FactorAnalysis`). The
-observation model is always Gaussian: ``--likelihood`` defaults to ``gaussian`` for these
-models (any other is refused), so grey-level images are modelled as real numbers, not
-binarised, and ``--model fa --dataset digits`` works as it stands.
+observation model is always Gaussian, so grey-level images are modeled as real numbers.
 
 Guides, to swap with ``--guide``:
 
@@ -23,14 +21,10 @@ Guides, to swap with ``--guide``:
   covariance loses nothing at the optimum because W can rotate to diagonalise it.
 - ``mlp-normal``: the VAE's MLP encoder.
 
-Because the model is linear-Gaussian its marginal ``x ~ N(mu, W W^T + Psi)`` is known; each
-run reports it (``test_log_likelihood``, nats per example) beside the ELBO, and compares
-the fit with the closed forms of :mod:`pyrovae.models.linear_gaussian` (sklearn's
-FactorAnalysis for ``fa``, Tipping & Bishop's ML solution for ``ppca``).
+Because the model is linear-Gaussian its marginal ``x ~ N(mu, W W^T + Psi)`` is known
+(:meth:`FactorAnalysis.log_likelihood`); the closed forms live in
+:mod:`pyrovae.models.linear_gaussian`.
 """
-
-import math
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -41,19 +35,10 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import init_to_sample
 from torch import nn
 
-from pyrovae import plots
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.batches import TensorBatches
-from pyrovae.models.linear_gaussian import (
-    fa_log_likelihood,
-    fa_posterior,
-    largest_principal_angle_deg,
-    ppca_ml,
-)
+from pyrovae.models.linear_gaussian import fa_log_likelihood, fa_posterior
 from pyrovae.models.spec import ModelSpec
 from pyrovae.models.vae import MLPNormalGuide
-from pyrovae.run_folder import RunFolder
-from pyrovae.spiral import spiral_report
 
 # softplus(0.5413) = 1: noise variances start at one (data units squared).
 _UNIT_SOFTPLUS = 0.5413
@@ -62,9 +47,9 @@ _UNIT_SOFTPLUS = 0.5413
 class FactorAnalysis(nn.Module):
     """Factor analysis ``x = W z + mu + eps``, ``eps ~ N(0, diag(psi))``; ``x: (batch, D)``.
 
-    The parameters are stored for standardised data, ``W = diag(s) W'``, ``mu = m + s mu'``,
+    The parameters are stored for standardized data, ``W = diag(s) W'``, ``mu = m + s mu'``,
     ``psi = s^2 softplus(raw) + min_variance``, with ``m`` and ``s`` the training rows' mean
-    and standard deviation, set by :meth:`standardise` before training (buffers, saved with
+    and standard deviation, set by :meth:`standardize` before training (buffers, saved with
     the model; without it m = 0 and s = 1). This is the same model family, but Adam's steps
     of about ``lr`` per parameter then mean the same thing on every data set: training
     starts from "all variance is noise" (W' small, mu' = 0, psi' = 1) and has at most
@@ -73,23 +58,16 @@ class FactorAnalysis(nn.Module):
     :param spec: reads ``x_dim`` (D) and ``latent_dim`` (k); the likelihood is Gaussian with
         learned ``psi`` whatever ``spec.likelihood`` / ``spec.gaussian_scale`` say.
     :param min_variance: floor on every noise variance psi_d (data units squared).
-    :param init_scale: standard deviation of the random initial standardised loadings W'.
+    :param init_scale: standard deviation of the random initial standardized loadings W'.
     """
 
     latent_site = "z"
     obs_site = "x"
-    default_guide = "exact-posterior"
-    fixed_likelihood = "gaussian"  # the API uses it and refuses any other --likelihood
-    reference_name = "sklearn.decomposition.FactorAnalysis"
-    # The reference is skipped above this many training values (n * D): sklearn's
-    # FactorAnalysis iterates SVDs of the data and would take minutes (e.g. on MNIST).
-    reference_max_values = 2_000_000
 
     def __init__(self, spec: ModelSpec, min_variance: float = 1e-4, init_scale: float = 0.1):
         super().__init__()
         self.x_dim, self.latent_dim = spec.x_dim, spec.latent_dim
         self.min_variance = min_variance
-        self.seed = spec.options.get("seed", 0)
         self.weight = nn.Parameter(init_scale * torch.randn(spec.x_dim, spec.latent_dim))
         self.loc = nn.Parameter(torch.zeros(spec.x_dim))
         self.raw_variance = nn.Parameter(torch.full(self._variance_shape(), _UNIT_SOFTPLUS))
@@ -100,7 +78,7 @@ class FactorAnalysis(nn.Module):
         return (self.x_dim,)
 
     @torch.no_grad()
-    def standardise(self, x: torch.Tensor) -> None:
+    def standardize(self, x: torch.Tensor) -> None:
         """Set ``m`` and ``s`` from the training rows ``x: (n, D)``, and start the noise
         variances where R's ``factanal`` starts them: ``psi'_d = (1 - k / 2D) / (C^-1)_dd``
         for the correlation matrix C (ridged by 1e-3; averaged over d for PPCA). A constant
@@ -118,11 +96,6 @@ class FactorAnalysis(nn.Module):
         if self.raw_variance.numel() == 1:
             start = start.mean().reshape(1)
         self.raw_variance.copy_(start.expm1().log())
-
-    def training_batches(self, data, config, device) -> TensorBatches:
-        """The usual shuffled minibatches, after :meth:`standardise` on the training rows."""
-        self.standardise(data.x_train)
-        return TensorBatches(data.x_train.to(device), config.batch_size, seed=config.seed)
 
     def loadings(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """``W: (D, k)`` in data units."""
@@ -166,46 +139,16 @@ class FactorAnalysis(nn.Module):
         W, mu, psi = self.parameters_f64()
         return fa_log_likelihood(x.detach().cpu(), W, mu, psi)
 
-    # ---------------------------------------------------------------- report
-    def reference(self, x_train: torch.Tensor, x_test: torch.Tensor):
-        """The closed-form fit on the same training rows: ``(W, test log-lik per example,
-        train log-lik per example, extras)``."""
-        from sklearn.decomposition import FactorAnalysis as SklearnFA
-        from threadpoolctl import threadpool_limits
-
-        fa = SklearnFA(self.latent_dim, svd_method="lapack", random_state=self.seed)
-        # One BLAS thread: on a small, busy machine threaded SVDs of thin matrices crawl.
-        with threadpool_limits(limits=1):
-            fa.fit(x_train.double().numpy())
-        psi = fa.noise_variance_
-        extras = {"noise_variance_min": float(psi.min()), "noise_variance_mean": float(psi.mean())}
-        x_test = x_test.double().numpy()
-        return fa.components_.T, fa.score(x_test), fa.score(x_train.double().numpy()), extras
-
-    def report(self, guide, data, out_dir, history=None) -> dict:
-        """Exact log-likelihoods, the closed-form reference, the loadings figure and (for a
-        1-D latent on the spiral) the spiral numbers; merged into summary.json."""
-        return linear_gaussian_report(self, guide, data, out_dir, *self.parameters_f64())
-
 
 class PPCA(FactorAnalysis):
     """Probabilistic PCA: factor analysis with one noise variance ``sigma^2`` for all D."""
 
-    reference_name = "ppca_ml (Tipping & Bishop closed form)"
-    reference_max_values = 100_000_000  # one D x D covariance and its eigenvectors
-
     def _variance_shape(self) -> tuple[int, ...]:
         return (1,)
 
-    def reference(self, x_train: torch.Tensor, x_test: torch.Tensor):
-        W, mu, sigma2 = ppca_ml(x_train, self.latent_dim)
-        test = float(fa_log_likelihood(x_test, W, mu, sigma2).mean())
-        train = float(fa_log_likelihood(x_train, W, mu, sigma2).mean())
-        return W, test, train, {"noise_variance": sigma2}
-
 
 class BayesianFactorAnalysis(FactorAnalysis):
-    """Factor analysis with a prior ``W'_dj ~ N(0, prior_scale^2)`` on the standardised
+    """Factor analysis with a prior ``W'_dj ~ N(0, prior_scale^2)`` on the standardized
     loadings ``W' = diag(s)^-1 W`` (see :class:`FactorAnalysis`; unit-free, so one prior
     scale suits any data), sampled at the site ``"W"``.
 
@@ -217,58 +160,28 @@ class BayesianFactorAnalysis(FactorAnalysis):
     constant factor, but reports N / B times the per-example numbers.)
     """
 
-    global_sites = ("W",)
-    default_guide = "bayesian-fa"
-    reference_name = "sklearn.decomposition.FactorAnalysis (ours: W at its posterior mean)"
-
     def __init__(self, spec: ModelSpec, prior_scale: float = 1.0, **kwargs):
         super().__init__(spec, **kwargs)
         del self.weight  # a latent variable here
         self.prior_scale = prior_scale
         self.num_data = spec.num_data
-        self.plug_in_weight: torch.Tensor | None = None  # set by report: E_q[W'], (D, k)
 
     def global_scale(self, x: torch.Tensor) -> float:
         """Weight B / N of the global site's log densities on a batch of B rows."""
         return x.shape[0] / self.num_data if self.num_data else 1.0
 
     def loadings(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        """With a batch ``x``: sample ``W'`` and return ``W: (D, k)``; without: W at the
-        plug-in value set by :meth:`report`."""
+        """With a batch ``x``: sample ``W'`` at the site ``"W"`` and return ``W: (D, k)``."""
         if x is None:
-            if self.plug_in_weight is None:
-                raise PyrovaeError("BayesianFactorAnalysis has no point estimate of W yet")
-            return self.data_scale.unsqueeze(-1) * self.plug_in_weight
+            raise PyrovaeError(
+                "Bayesian FA's loadings are a random variable: condition the site 'W' on a "
+                "value (e.g. its mean under q) to evaluate the model at one W"
+            )
         shape = (self.x_dim, self.latent_dim)
         prior = dist.Normal(x.new_zeros(shape), x.new_full(shape, self.prior_scale))
         with poutine.scale(scale=self.global_scale(x)):
-            standardised = pyro.sample("W", prior.to_event(2))
-        return self.data_scale.unsqueeze(-1) * standardised
-
-    def report(self, guide, data, out_dir, history=None) -> dict:
-        """As :meth:`FactorAnalysis.report` with W at its approximate posterior mean (a
-        plug-in estimate: the marginal over W has no closed form). The run's figures are
-        redrawn with that W (the generic ones decode with W drawn from its prior)."""
-        self.plug_in_weight = guide.weight_mean().detach()
-        model = _Conditioned(self, self.plug_in_weight)
-        plug_guide = _Conditioned(guide, self.plug_in_weight)
-        RunFolder(out_dir).write_figures(model, plug_guide, data, history)
-        W, mu, psi = self.parameters_f64()
-        out = linear_gaussian_report(model, plug_guide, data, out_dir, W, mu, psi, owner=self)
-        out["log_likelihood_at"] = "posterior mean of W"
-        return out
-
-
-class _Conditioned:
-    """A model or guide of Bayesian FA with its site "W" fixed to a value."""
-
-    latent_site, obs_site = "z", "x"
-
-    def __init__(self, program, W: torch.Tensor):
-        self.program = poutine.condition(program, data={"W": W})
-
-    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        return self.program(x)
+            standardized = pyro.sample("W", prior.to_event(2))
+        return self.data_scale.unsqueeze(-1) * standardized
 
 
 # ----------------------------------------------------------------------------- guides
@@ -290,17 +203,15 @@ class ExactPosteriorGuide(nn.Module):
     parameters (the guide has none of its own): ``MultivariateNormal(loc (batch, k),
     scale_tril (k, k))``.
 
-    :param model: a :class:`FactorAnalysis` or :class:`PPCA` (anything with ``posterior``).
+    :param model: a :class:`FactorAnalysis` or :class:`PPCA`.
     """
-
-    for_models = ("fa", "ppca")
 
     def __init__(self, spec: ModelSpec, model):
         super().__init__()
-        if not hasattr(model, "posterior") or isinstance(model, BayesianFactorAnalysis):
+        if not isinstance(model, FactorAnalysis) or isinstance(model, BayesianFactorAnalysis):
             raise PyrovaeError(
-                f"--guide exact-posterior needs a linear-Gaussian model with point-estimated "
-                f"loadings (--model {' or '.join(self.for_models)}), got {type(model).__name__}"
+                "--guide exact-posterior needs a linear-Gaussian model with point-estimated "
+                f"loadings (--model fa or ppca), got {type(model).__name__}"
             )
         self._model = (model,)  # a reference, not a submodule: its parameters are the model's
 
@@ -313,13 +224,11 @@ class ExactPosteriorGuide(nn.Module):
 class BayesianFAGuide(nn.Module):
     """Guide of :class:`BayesianFactorAnalysis`: ``q(W) q(z | x, W)``.
 
-    ``q(W)`` is Pyro's ``AutoNormal`` (a mean-field Normal per entry, initialised at a prior
+    ``q(W)`` is Pyro's ``AutoNormal`` (a mean-field Normal per entry, initialized at a prior
     draw); ``q(z | x, W)`` is the exact conditional posterior given the sampled W, so the
     only approximation is the one made for W. The ELBO is
     ``E_q(W)[log p(x | W)] - KL(q(W) || p(W))``, reported per example (see the model).
     """
-
-    for_models = ("bayesian-fa",)
 
     def __init__(self, spec: ModelSpec, model):
         super().__init__()
@@ -333,74 +242,10 @@ class BayesianFAGuide(nn.Module):
         with torch.no_grad():
             self.weights._setup_prototype(torch.zeros(2, spec.x_dim))
 
-    def weight_mean(self) -> torch.Tensor:
-        """Posterior mean of the standardised loadings W' under q: ``(D, k)``."""
-        return self.weights.median()["W"]
-
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         model = self._model[0]
         with poutine.scale(scale=model.global_scale(x)):
-            standardised = self.weights(x)["W"]
-        loc, scale_tril = model.posterior(x, model.data_scale.unsqueeze(-1) * standardised)
+            standardized = self.weights(x)["W"]
+        loc, scale_tril = model.posterior(x, model.data_scale.unsqueeze(-1) * standardized)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=scale_tril))
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def linear_gaussian_report(
-    model, guide, data, out_dir, W, mu, psi, owner: FactorAnalysis | None = None
-) -> dict:
-    """Summary entries and figures of a trained linear-Gaussian model.
-
-    :param model: the program to draw from (for Bayesian FA: conditioned on W).
-    :param W, mu, psi: float64 parameters ``(D, k)``, ``(D,)``, ``(D,)``.
-    :param owner: the model object with ``reference`` (default: ``model``).
-    :return: ``{split}_log_likelihood`` (exact, nats per example) for train, val and test;
-        noise variances; ``reference``: the closed-form fit on the same training rows, its
-        test log-likelihood, the gap to it in percent and the largest principal angle
-        between the two loading subspaces; and the spiral numbers when they apply.
-    """
-    owner = owner or model
-    out = {"log_likelihood": "exact log N(x; mu, W W^T + Psi), nats per example"}
-    for split in ("train", "val", "test"):
-        x = getattr(data, f"x_{split}").detach().cpu()
-        value = float(fa_log_likelihood(x, W, mu, psi).mean()) if x.shape[0] else math.nan
-        out[f"{split}_log_likelihood"] = value
-    out["noise_variance"] = {"min": float(psi.min()), "mean": float(psi.mean())}
-    out["noise_variance"]["max"] = float(psi.max())
-    out["reference"] = _reference(owner, data, W, out["test_log_likelihood"])
-    dataset = data.dataset
-    if dataset.x_dim > 2:
-        plots.plot_loadings(
-            W.T, dataset.image_shape, Path(out_dir) / "loadings.png", title="Loadings W[:, j]"
-        )
-    out.update(spiral_report(model, guide, data, out_dir, title=type(owner).__name__))
-    return out
-
-
-def _reference(owner, data, W, test_log_likelihood: float) -> dict:
-    x_train = data.x_train.detach().cpu().double()
-    x_test = data.x_test.detach().cpu().double()
-    k, D = W.shape[1], W.shape[0]
-    if not k < D:
-        return {"skipped": f"no closed form to compare with for k = {k} >= D = {D}"}
-    if x_train.numel() > owner.reference_max_values:
-        return {"skipped": f"more than {owner.reference_max_values} training values"}
-    ref_W, ref_test, ref_train, extras = owner.reference(x_train, x_test)
-    floor = owner.min_variance
-    if extras.get("noise_variance_min", extras.get("noise_variance", floor)) < floor:
-        extras["note"] = (
-            f"the reference has noise variances below this model's floor {floor:g} (e.g. "
-            "pixels that never vary), so its log-likelihood is higher by construction"
-        )
-    return {
-        "method": owner.reference_name,
-        "fitted_on": "the same training rows",
-        "test_log_likelihood": float(ref_test),
-        "train_log_likelihood": float(ref_train),
-        "test_gap_percent": 100 * (float(ref_test) - test_log_likelihood) / abs(float(ref_test)),
-        "largest_principal_angle_deg": largest_principal_angle_deg(W, ref_W),
-        **extras,
-    }

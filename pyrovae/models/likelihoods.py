@@ -1,8 +1,8 @@
 """Observation models p(x | decoder output) for the decoders.
 
 Each likelihood is a small ``nn.Module`` that turns the decoder's raw output
-``(batch, D)`` into a Pyro distribution with event shape ``(D,)``. It also says
-which data it can score (``support``), so bad data are caught before training.
+``(batch, D)`` into a Pyro distribution with event shape ``(D,)``. Which data a run feeds it
+is decided from that distribution (see :func:`pyrovae.data.prepare`).
 """
 
 import pyro.distributions as dist
@@ -17,17 +17,13 @@ class Bernoulli(nn.Module):
     """Bernoulli pixels: ``x_d ~ Bernoulli(sigmoid(logits_d))`` for binary x in {0, 1}.
 
     ``allow_grey=True`` scores grey levels in [0, 1] with the same formula, as Pyro's VAE
-    example does. That is a cross-entropy, not a normalised likelihood of grey-level data,
+    example does. That is a cross-entropy, not a normalized likelihood of grey-level data,
     so the resulting "ELBO" is not a bound on any log-likelihood; use it only knowingly.
     """
 
-    support = "binary"
-
-    def __init__(self, x_dim: int, allow_grey: bool = False):
+    def __init__(self, allow_grey: bool = False):
         super().__init__()
         self.allow_grey = allow_grey
-        if allow_grey:
-            self.support = "unit"
 
     def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
         fn = dist.Bernoulli(logits=logits, validate_args=False if self.allow_grey else None)
@@ -35,13 +31,8 @@ class Bernoulli(nn.Module):
 
 
 class ContinuousBernoulli(nn.Module):
-    """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): a normalised density on [0, 1]
+    """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): a normalized density on [0, 1]
     for grey-level pixels, with the Bernoulli's logits as its parameter."""
-
-    support = "unit"
-
-    def __init__(self, x_dim: int):
-        super().__init__()
 
     def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
         # torch's ContinuousBernoulli Taylor-expands its normaliser near p = 1/2 only when
@@ -57,8 +48,6 @@ class Gaussian(nn.Module):
     ``||x - x_hat||^2 / (2 sigma^2) + KL + const``: the "C * squared error + KL" loss with
     ``C = 1 / (2 sigma^2)``.
     """
-
-    support = "real"
 
     def __init__(self, x_dim: int, scale: float | None = None, min_scale: float = 1e-3):
         super().__init__()
@@ -106,5 +95,5 @@ def build_likelihood(
     if name == "gaussian":
         return Gaussian(x_dim, scale=gaussian_scale)
     if name == "bernoulli":
-        return Bernoulli(x_dim, allow_grey=grey_bernoulli)
-    return LIKELIHOODS[name](x_dim)
+        return Bernoulli(allow_grey=grey_bernoulli)
+    return LIKELIHOODS[name]()

@@ -1,21 +1,17 @@
-"""Registries of models and guides: name -> factory, plus ``package.module:attr`` for user code.
+"""The registered models and guides, by name.
 
-A model factory is called as ``factory(spec)``; a guide factory as ``factory(spec)`` or,
-when it has a parameter named ``model``, ``factory(spec, model=model)`` (guides such as an
-exact posterior need the model's parameters). Classes are factories too.
+``MODELS[name](spec)`` builds a model; ``GUIDES[name](spec, model)`` builds a guide for
+that model (most guides ignore the model; the exact FA posterior and the semi-supervised
+guide read parameters from it). Programs a user writes are found by
+``package.module:attr`` instead (see :mod:`pyrovae.pairs`).
 """
 
-import importlib
-import inspect
 from collections.abc import Callable
 
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.models.autoencoders import (
-    AE,
-    DAE,
-    SAE,
     DeltaGuide,
     DenoisingDeltaGuide,
     LinearAE,
@@ -34,72 +30,56 @@ from pyrovae.models.spec import ModelSpec
 from pyrovae.models.ssvae import SSVAE, SSVAEGuide
 from pyrovae.models.vae import VAE, MLPNormalGuide
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"vae": VAE, "ssvae": SSVAE}
-GUIDES: dict[str, Callable[..., nn.Module]] = {"mlp-normal": MLPNormalGuide, "ssvae": SSVAEGuide}
-# Issue 4: the linear-Gaussian models and the autoencoder family.
-MODELS.update(
-    {
-        "fa": FactorAnalysis,
-        "ppca": PPCA,
-        "bayesian-fa": BayesianFactorAnalysis,
-        "ae": AE,
-        "dae": DAE,
-        "sae": SAE,
-        "linear-ae": LinearAE,
-    }
-)
-GUIDES.update(
-    {
-        "linear-normal": LinearNormalGuide,
-        "exact-posterior": ExactPosteriorGuide,
-        "bayesian-fa": BayesianFAGuide,
-        "delta": DeltaGuide,
-        "delta-denoising": DenoisingDeltaGuide,
-        "delta-sparse": SparseDeltaGuide,
-        "delta-linear": LinearDeltaGuide,
-    }
-)
+
+def spec_only(cls: Callable[[ModelSpec], nn.Module]) -> Callable[[ModelSpec, nn.Module], nn.Module]:
+    """A guide class built from the spec alone, as a ``(spec, model)`` factory."""
+
+    def factory(spec: ModelSpec, model: nn.Module) -> nn.Module:
+        return cls(spec)
+
+    factory.__name__ = factory.__qualname__ = cls.__name__
+    factory.__doc__ = cls.__doc__
+    return factory
 
 
-def resolve(name: str, registry: dict[str, Callable], kind: str) -> Callable:
-    """The factory registered as ``name``, or the attribute named by ``package.module:attr``."""
-    if ":" not in name:
-        if name not in registry:
-            raise PyrovaeError(
-                f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))} "
-                f"or give your own as package.module:attr"
-            )
-        return registry[name]
-    module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
+    "vae": VAE,
+    "ssvae": SSVAE,
+    "fa": FactorAnalysis,
+    "ppca": PPCA,
+    "bayesian-fa": BayesianFactorAnalysis,
+    "ae": VAE,  # the autoencoders are the VAE's program with a Delta guide
+    "dae": VAE,
+    "sae": VAE,
+    "linear-ae": LinearAE,
+}
+GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
+    "mlp-normal": spec_only(MLPNormalGuide),
+    "linear-normal": spec_only(LinearNormalGuide),
+    "exact-posterior": ExactPosteriorGuide,
+    "bayesian-fa": BayesianFAGuide,
+    "ssvae": SSVAEGuide,
+    "delta": spec_only(DeltaGuide),
+    "delta-denoising": spec_only(DenoisingDeltaGuide),
+    "delta-sparse": spec_only(SparseDeltaGuide),
+    "delta-linear": spec_only(LinearDeltaGuide),
+}
+
+
+def _lookup(name: str, registry: dict, kind: str) -> Callable:
+    if name not in registry:
         raise PyrovaeError(
-            f"cannot import {module_name!r} for --{kind} {name}: {exc}; "
-            "make sure the module is on PYTHONPATH (or run from its folder)"
-        ) from exc
-    if not hasattr(module, attr):
-        raise PyrovaeError(f"module {module_name!r} has no attribute {attr!r} (--{kind} {name})")
-    return getattr(module, attr)
+            f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))} "
+            "or give your own as package.module:attr"
+        )
+    return registry[name]
 
 
 def build_model(name: str, spec: ModelSpec) -> nn.Module:
-    """Instantiate the model registered as ``name`` (or ``module:attr``) for ``spec``."""
-    return resolve(name, MODELS, "model")(spec)
+    """The model registered as ``name``, built for ``spec``."""
+    return _lookup(name, MODELS, "model")(spec)
 
 
-def build_guide(name: str | None, spec: ModelSpec, model: nn.Module) -> nn.Module:
-    """Instantiate the guide ``name``; ``None`` takes the model's ``default_guide``."""
-    if name is None:
-        name = getattr(model, "default_guide", None)
-        if name is None:
-            raise PyrovaeError(
-                f"model {type(model).__name__} names no default_guide; pass --guide NAME "
-                "(a registered guide or package.module:attr)"
-            )
-    factory = resolve(name, GUIDES, "guide")
-    try:
-        wants_model = "model" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        wants_model = False
-    return factory(spec, model=model) if wants_model else factory(spec)
+def build_guide(name: str, spec: ModelSpec, model: nn.Module) -> nn.Module:
+    """The guide registered as ``name``, built for ``spec`` and ``model``."""
+    return _lookup(name, GUIDES, "guide")(spec, model)

@@ -16,7 +16,6 @@ from torch import nn
 from pyrovae.models.likelihoods import build_likelihood
 from pyrovae.models.networks import mlp
 from pyrovae.models.spec import ModelSpec
-from pyrovae.spiral import spiral_report
 
 
 class VAE(nn.Module):
@@ -24,7 +23,6 @@ class VAE(nn.Module):
 
     latent_site = "z"
     obs_site = "x"
-    default_guide = "mlp-normal"
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -42,10 +40,6 @@ class VAE(nn.Module):
         with pyro.plate("data", x.shape[0]):
             z = pyro.sample("z", prior.to_event(1))
             pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
-
-    def report(self, guide, data, out_dir, history=None) -> dict:
-        """For a 1-D latent on the spiral: its numbers and ``spiral_sweep.png`` (else ``{}``)."""
-        return spiral_report(self, guide, data, out_dir)
 
 
 class MLPNormalGuide(nn.Module):

@@ -1,7 +1,7 @@
 """Figures of the posterior diagnostics (``scripts/diagnose.py``).
 
-Same conventions as :mod:`pyrovae.plots`: arrays in, one PNG per call, the ``Path`` returned,
-no pyplot state.
+Same conventions as :mod:`pyrovae.plots.run`: arrays in; a builder ``xxx_figure(...) -> Figure``
+and a writer ``plot_xxx(..., path) -> Path`` per figure; no pyplot state.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.plots import save_figure
+from pyrovae.plots.core import save_figure
 
 KHAT_LINES = ((0.5, "tab:orange"), (0.7, "tab:red"))
 
 
-def plot_khat(khat, path, title: str = "Pareto k-hat of each data point") -> Path:
+def khat_figure(khat, title: str = "Pareto k-hat of each data point") -> Figure:
     """k-hat ``(N,)`` against the data point's index, with the 0.5 and 0.7 thresholds.
 
     Rows with constant weights (k-hat = -inf) are drawn at the bottom edge.
@@ -39,10 +39,15 @@ def plot_khat(khat, path, title: str = "Pareto k-hat of each data point") -> Pat
     ax.set_title(title)
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_iwae_vs_k(ks, estimates, standard_errors, path, elbo: float | None = None) -> Path:
+def plot_khat(khat, path, title: str = "Pareto k-hat of each data point") -> Path:
+    """:func:`khat_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(khat_figure(khat, title), path)
+
+
+def iwae_vs_k_figure(ks, estimates, standard_errors, elbo: float | None = None) -> Figure:
     """The IWAE estimate (nats/example) against the number of samples K, +-1 standard error.
 
     :param ks: sample counts ``(n,)``; ``estimates``, ``standard_errors``: ``(n,)`` nats.
@@ -62,12 +67,17 @@ def plot_iwae_vs_k(ks, estimates, standard_errors, path, elbo: float | None = No
     ax.set_title("IWAE estimate against K")
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_kl_per_dim(kl_per_dim: dict, mean_variance: dict, path, threshold: float = 0.01) -> Path:
+def plot_iwae_vs_k(ks, estimates, standard_errors, path, elbo: float | None = None) -> Path:
+    """:func:`iwae_vs_k_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(iwae_vs_k_figure(ks, estimates, standard_errors, elbo), path)
+
+
+def kl_per_dim_figure(kl_per_dim: dict, mean_variance: dict, threshold: float = 0.01) -> Figure:
     """KL(q(z_d|x) || p(z_d)) per latent dimension (nats/example), largest first, one panel
-    per site; bars of inactive dimensions (variance of E_q[z_d|x] <= threshold) are grey."""
+    per site; bars of inactive dimensions (variance of E_q[z_d|x] <= threshold) are gray."""
     sites = [name for name, kl in kl_per_dim.items() if kl is not None]
     if not sites:
         raise PyrovaeError("plot_kl_per_dim needs at least one site with a per-dimension KL")
@@ -89,20 +99,26 @@ def plot_kl_per_dim(kl_per_dim: dict, mean_variance: dict, path, threshold: floa
         ax.set_ylabel("KL (nats / example)")
         ax.set_title(
             f"{name}: KL per dimension, total {kl.sum():.2f} nats; "
-            f"{int(active.sum())} of {kl.size} active (grey: inactive)"
+            f"{int(active.sum())} of {kl.size} active (gray: inactive)"
         )
         ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_nuts_vs_q(
-    nuts: np.ndarray, guide: np.ndarray, rows: list[int], path, site: str = "z", max_dims: int = 4
-) -> Path:
+def plot_kl_per_dim(kl_per_dim: dict, mean_variance: dict, path, threshold: float = 0.01) -> Path:
+    """:func:`kl_per_dim_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(kl_per_dim_figure(kl_per_dim, mean_variance, threshold), path)
+
+
+def nuts_vs_q_figure(
+    nuts: np.ndarray, guide: np.ndarray, rows: list[int], site: str = "z", max_dims: int = 4
+) -> Figure:
     """Marginals of NUTS (filled) and q (line) for each chosen point (rows of panels) and
     the ``max_dims`` dimensions where q's mean is furthest from NUTS's (columns).
 
     :param nuts: NUTS draws ``(chains, draws, M, dims)``.
     :param guide: guide draws ``(1, S, M, dims)``.
+    :param rows: the ``M`` points' indices in the test set, for the panel titles.
     """
     nuts = np.asarray(nuts, dtype=np.float64)
     guide = np.asarray(guide, dtype=np.float64)
@@ -127,4 +143,11 @@ def plot_nuts_vs_q(
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
     fig.suptitle("p(z | x) by NUTS against q(z | x): the dimensions where they differ most")
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_nuts_vs_q(
+    nuts: np.ndarray, guide: np.ndarray, rows: list[int], path, site: str = "z", max_dims: int = 4
+) -> Path:
+    """:func:`nuts_vs_q_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(nuts_vs_q_figure(nuts, guide, rows, site, max_dims), path)

@@ -1,7 +1,8 @@
 """Figures of a semi-supervised run: class-conditional generation, confusion matrix, accuracy.
 
-Same conventions as :mod:`pyrovae.plots`: tensors or arrays in, one PNG per call, the
-``Path`` returned, no pyplot state.
+Same conventions as :mod:`pyrovae.plots.run`: tensors or arrays in; a builder
+``xxx_figure(...) -> Figure`` and a writer ``plot_xxx(..., path) -> Path`` per figure;
+no pyplot state.
 """
 
 from __future__ import annotations
@@ -14,51 +15,64 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.plots import (
-    _grid,
-    _grid_figsize,
-    _matrix,
-    _numpy,
-    _series,
-    _show_grid,
+from pyrovae.plots.core import (
+    as_matrix,
+    draw_metric_series,
+    grid_figsize,
     save_figure,
+    show_grid,
+    tile_images,
+    to_numpy,
 )
 
+ACCURACY_SERIES = (("val_accuracy", "M2 validation"), ("test_accuracy", "M2 test"))
 
-def plot_analogies(
-    sources, generated, image_shape: tuple[int, int], path, title: str = "Analogies"
-) -> Path:
+
+def analogies_figure(
+    sources, generated, image_shape: tuple[int, int], title: str = "Analogies"
+) -> Figure:
     """The M2 "analogies" grid: one column per style z, one row per class.
 
     :param sources: ``(n, h*w)`` images whose inferred style z fills each column (top row).
-    :param generated: ``(K, n, h*w)`` decoder means ``E[x | y = k, z_j]``: row k, column j.
+    :param generated: ``(K, n, h*w)`` decoder means ``E[x | y = k, z_j]``: row k + 1, column j.
     :param image_shape: ``(h, w)``.
     """
-    sources = _matrix(sources, "sources")
-    generated = _numpy(generated).astype(np.float64)
+    sources = as_matrix(sources, "sources")
+    generated = to_numpy(generated).astype(np.float64)
     if generated.ndim != 3 or generated.shape[1:] != sources.shape:
         raise PyrovaeError(
             f"generated must have shape (K, {sources.shape[0]}, {sources.shape[1]}), "
             f"got {generated.shape}"
         )
     k, n, _ = generated.shape
-    grid = _grid(np.concatenate([sources, generated.reshape(k * n, -1)]), image_shape, nrow=n)
-    fig = Figure(figsize=_grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
+    grid = tile_images(np.concatenate([sources, generated.reshape(k * n, -1)]), image_shape, n)
+    fig = Figure(figsize=grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
     ax = fig.add_subplot()
-    _show_grid(ax, grid, title)
+    show_grid(ax, grid, title)
     row_height = grid.shape[0] / (k + 1)
     ax.set_yticks(
         [(i + 0.5) * row_height for i in range(k + 1)],
         ["input (z)", *(f"y = {c}" for c in range(k))],
     )
     ax.set_xlabel("shared style z inferred from the input at the top of each column")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (rows: true class, columns: predicted) with counts."""
-    y_true = _numpy(y_true).reshape(-1).astype(np.int64)
-    y_pred = _numpy(y_pred).reshape(-1).astype(np.int64)
+def plot_analogies(
+    sources, generated, image_shape: tuple[int, int], path, title: str = "Analogies"
+) -> Path:
+    """:func:`analogies_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(analogies_figure(sources, generated, image_shape, title), path)
+
+
+def confusion_matrix_figure(y_true, y_pred, num_classes: int, title: str = "") -> Figure:
+    """Row-normalized confusion matrix (rows: true class, columns: predicted) with counts.
+
+    :param y_true, y_pred: ``(n,)`` integer classes in ``[0, num_classes)``.
+    :param title: default ``"Confusion matrix (accuracy a)"``, a the share of right guesses.
+    """
+    y_true = to_numpy(y_true).reshape(-1).astype(np.int64)
+    y_pred = to_numpy(y_pred).reshape(-1).astype(np.int64)
     if y_true.shape != y_pred.shape:
         raise PyrovaeError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in length")
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -81,31 +95,31 @@ def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     ax.set_title(title or f"Confusion matrix (accuracy {accuracy:.3f})")
     fig.colorbar(im, ax=ax, label="share of the true class")
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_accuracy_curves(
+def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "") -> Path:
+    """:func:`confusion_matrix_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(confusion_matrix_figure(y_true, y_pred, num_classes, title), path)
+
+
+def accuracy_curves_figure(
     metrics: Sequence[dict],
-    path,
     baseline: float | None = None,
     best_epoch: int | None = None,
     title: str = "Classification accuracy",
-) -> Path:
-    """``val_accuracy`` and ``test_accuracy`` of each epoch's metrics row against the epoch.
+) -> Figure:
+    """``val_accuracy`` and ``test_accuracy`` (shares in [0, 1]) of each epoch's metrics row
+    against the epoch.
 
     ``baseline``: the supervised-only classifier's test accuracy, drawn as a dashed line;
     ``best_epoch``: the epoch whose parameters were kept, marked by a vertical line.
     """
     if not metrics:
         raise PyrovaeError("plot_accuracy_curves needs at least one epoch of metrics")
-    epochs = np.array([m["epoch"] for m in metrics])
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
-    for key, name in (("val_accuracy", "validation"), ("test_accuracy", "test")):
-        values = _series(metrics, key)
-        ok = ~np.isnan(values)
-        if ok.any():
-            ax.plot(epochs[ok], values[ok], marker="o", markersize=3, label=f"M2 {name}")
+    draw_metric_series(ax, metrics, ACCURACY_SERIES, markersize=3)
     if baseline is not None and np.isfinite(baseline):
         ax.axhline(baseline, color="0.3", linestyle="--", label="baseline test (labels only)")
     if best_epoch:
@@ -117,4 +131,15 @@ def plot_accuracy_curves(
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(loc="lower right")
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_accuracy_curves(
+    metrics: Sequence[dict],
+    path,
+    baseline: float | None = None,
+    best_epoch: int | None = None,
+    title: str = "Classification accuracy",
+) -> Path:
+    """:func:`accuracy_curves_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(accuracy_curves_figure(metrics, baseline, best_epoch, title), path)

@@ -1,0 +1,105 @@
+"""The figures of a run, drawn from the trained pair and its held-out rows.
+
+Model-agnostic: the tensors come from :mod:`pyrovae.inference.posterior` (traces of the
+model and guide) and go to :mod:`pyrovae.plots`. Written into the run folder:
+``training_curves.png``, ``reconstructions.png``, ``samples.png`` (decoded prior draws),
+``latent_space.png`` (posterior means, PCA when k > 2), ``interpolation.png`` and, for 2-D
+data, ``spiral.png``.
+"""
+
+from pathlib import Path
+
+import torch
+
+from pyrovae import plots
+from pyrovae.inference.parameters import owner_module
+from pyrovae.inference.posterior import decode, encode, latent_site, reconstruct, sample_prior
+
+
+def device_of(*programs) -> torch.device:
+    """The device of the first parameter of the programs' modules (CPU without one)."""
+    for program in programs:
+        module = owner_module(program)
+        if module is not None:
+            for p in module.parameters():
+                return p.device
+    return torch.device("cpu")
+
+
+def run_figures(model, guide, data, history: list[dict], out_dir, max_points: int = 2000):
+    """Draw every figure of the run into ``out_dir``; returns their paths.
+
+    :param data: the run's :class:`~pyrovae.data.PreparedData` (its test rows are used).
+    :param history: the per-epoch metrics rows.
+    :param max_points: test rows encoded for the latent-space figures.
+    """
+    out_dir = Path(out_dir)
+    dataset = data.dataset
+    x = data.x_test[:max_points].to(device_of(model, guide))
+    labels = None if data.y_test is None else data.y_test[:max_points]
+    shape = dataset.image_shape
+    z = encode(model, guide, x)
+    site = latent_site(model, guide, x)
+    written = [
+        plots.plot_training_curves(history, out_dir / "training_curves.png"),
+        plots.plot_reconstructions(
+            _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape,
+            out_dir / "reconstructions.png",
+        ),
+        plots.plot_samples(
+            _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)), shape,
+            out_dir / "samples.png",
+        ),
+        plots.plot_latent_space(_cpu(z), labels, out_dir / "latent_space.png"),
+        plots.plot_interpolation(
+            _cpu(decode(model, interpolate(z, labels), site, dataset.x_dim)), shape,
+            out_dir / "interpolation.png",
+        ),
+    ]  # fmt: skip
+    if dataset.x_dim == 2 and shape is None:
+        true_curve = None
+        if "t_range" in dataset.extras:
+            from pyrovae.data import spiral_curve
+
+            true_curve = spiral_curve(torch.linspace(*dataset.extras["t_range"], 400))
+        written.append(
+            plots.plot_spiral(
+                _cpu(x),
+                _cpu(reconstruct(model, guide, x)),
+                _cpu(decode(model, latent_sweep(z, steps=200), site, 2)),
+                out_dir / "spiral.png",
+                true_curve=true_curve,
+            )
+        )
+    return written
+
+
+def _cpu(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().float().cpu()
+
+
+def interpolate(z: torch.Tensor, labels: torch.Tensor | None, steps: int = 10) -> torch.Tensor:
+    """Latent path ``(steps, k)`` between the first two rows of ``z: (n, k)`` (of different
+    classes when labels are known)."""
+    first, second = 0, 1
+    if labels is not None:
+        different = (labels != labels[0]).nonzero()
+        if len(different):
+            second = int(different[0])
+    w = torch.linspace(0, 1, steps, device=z.device).unsqueeze(-1)
+    return (1 - w) * z[first] + w * z[second]
+
+
+def latent_sweep(z: torch.Tensor, steps: int = 200, extend: float = 0.0) -> torch.Tensor:
+    """A straight latent path ``(steps, k)`` along the main axis of the codes ``z: (n, k)``,
+    covering their range, widened by ``extend`` times that range on each side."""
+    center = z.mean(0)
+    if z.shape[1] == 1:
+        direction = torch.ones(1, device=z.device)
+    else:
+        direction = torch.linalg.svd(z - center, full_matrices=False).Vh[0]
+    proj = (z - center) @ direction
+    lo, hi = float(proj.min()), float(proj.max())
+    margin = extend * (hi - lo)
+    s = torch.linspace(lo - margin, hi + margin, steps, device=z.device).unsqueeze(-1)
+    return center + s * direction

@@ -1,0 +1,168 @@
+"""From what a user names or passes to the two Pyro programs the runner trains.
+
+Four forms of a pair are accepted, on the command line and in ``pyrovae.train``:
+
+1. a model and a guide built from a :class:`~pyrovae.models.ModelSpec`: registered names
+   (``--model vae --guide mlp-normal``) or ``package.module:attr`` naming classes or
+   factory functions ``f(spec)``;
+2. one object with ``model`` and ``guide`` methods, as in Pyro's ``examples/vae/vae.py``
+   (``--pair my_vae:VAE``): a class built from a ``ModelSpec`` or with no arguments, or an
+   instance (Python API);
+3. plain functions ``model(x)`` and ``guide(x)`` that use ``pyro.module`` / ``pyro.param``
+   (``--model my_fns:model --guide my_fns:guide``);
+4. any of these passed as Python objects: classes, factories, instances or functions.
+
+A class is always built (with the spec, or with no arguments if it takes none). A function is
+a factory when its first parameter is named ``spec`` or annotated ``ModelSpec``; any other
+function, and any callable instance, is the program itself.
+"""
+
+import importlib
+import inspect
+import types
+from dataclasses import dataclass
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.models import GUIDES, ModelSpec, build_guide, build_model
+from pyrovae.recipes import Recipe, recipe_for
+
+
+@dataclass
+class Programs:
+    """The two programs of a pair, and how the run folder names them.
+
+    :param model, guide: the programs, ``model(x, ...)`` and ``guide(x, ...)``.
+    :param model_name, guide_name: registry names or ``package.module:attr`` (what
+        ``config.json`` records to rebuild them).
+    """
+
+    model: object
+    guide: object
+    model_name: str
+    guide_name: str | None
+
+
+def object_name(obj) -> str:
+    """``package.module:qualname`` of a class or function (how config.json records it)."""
+    target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+    return f"{target.__module__}:{target.__qualname__}"
+
+
+def resolve_attr(name: str, flag: str):
+    """The object named ``package.module:attr``, or a one-line error that says why not."""
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise PyrovaeError(f"{flag} {name}: give package.module:attr, e.g. my_pair:Model")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PyrovaeError(
+            f"cannot import {module_name!r} for {flag} {name}: {exc}; "
+            "make sure the module is on PYTHONPATH (or run from its folder)"
+        ) from exc
+    except Exception as exc:  # the user's module raised while importing
+        raise PyrovaeError(
+            f"importing {module_name!r} for {flag} {name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise PyrovaeError(f"module {module_name!r} has no attribute {attr!r} ({flag} {name})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _is_factory_function(fn) -> bool:
+    params = list(inspect.signature(fn).parameters.values())
+    return bool(params) and (params[0].name == "spec" or params[0].annotation is ModelSpec)
+
+
+def build_object(factory, spec: ModelSpec, what: str):
+    """Call a class or factory with ``spec``, or with no arguments if it takes none."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return factory(spec)
+    for args in ((spec,), ()):
+        try:
+            signature.bind(*args)
+        except TypeError:
+            continue
+        return factory(*args)
+    raise PyrovaeError(
+        f"{what} cannot be built: it takes {signature}, but a factory takes one ModelSpec "
+        "argument (or none); give a class or function f(spec), or the program itself"
+    )
+
+
+def as_program(obj, spec: ModelSpec, what: str):
+    """A Pyro program from a class, a factory, an instance or a function (see the module)."""
+    if isinstance(obj, types.BuiltinFunctionType | types.BuiltinMethodType):
+        raise PyrovaeError(
+            f"{what} is the built-in {obj.__qualname__}, not a Pyro program: give a class, a "
+            "factory f(spec), or a function model(x) that calls pyro.sample"
+        )
+    if inspect.isclass(obj) or (inspect.isfunction(obj) and _is_factory_function(obj)):
+        obj = build_object(obj, spec, what)
+    if not callable(obj):
+        raise PyrovaeError(f"{what} is a {type(obj).__name__}, not a callable Pyro program")
+    return obj
+
+
+def _user_program(value, flag: str, spec, what: str):
+    """A program from ``package.module:attr`` or a Python object; None for a registry name."""
+    if isinstance(value, str) and ":" not in value:
+        return None  # a registry name: built by the caller
+    obj = resolve_attr(value, flag) if isinstance(value, str) else value
+    return as_program(obj, spec, what)
+
+
+def build_programs(model, guide, pair, spec: ModelSpec, recipe: type[Recipe]) -> Programs:
+    """The model and guide programs of a run (see the module for the forms).
+
+    :param model, guide, pair: names (registry or ``package.module:attr``) or objects; give
+        ``pair`` alone, or ``model`` with an optional ``guide``.
+    """
+    if pair is not None:
+        if model is not None or guide is not None:
+            raise PyrovaeError("give either --pair or --model/--guide, not both")
+        obj = resolve_attr(pair, "--pair") if isinstance(pair, str) else pair
+        name = pair if isinstance(pair, str) else object_name(pair)
+        if inspect.isclass(obj):
+            obj = build_object(obj, spec, f"--pair {name}")
+        methods = [getattr(obj, m, None) for m in ("model", "guide")]
+        if not all(callable(m) for m in methods):
+            raise PyrovaeError(
+                f"--pair {name} needs model and guide methods (as in Pyro's VAE example); "
+                "for separate programs use --model and --guide"
+            )
+        return Programs(*methods, model_name=name, guide_name=None)
+
+    model = "vae" if model is None else model
+    model_name = model if isinstance(model, str) else object_name(model)
+    model_program = _user_program(model, "--model", spec, f"--model {model_name}")
+    if model_program is None:
+        model_program = build_model(model, spec)
+
+    if guide is None:
+        guide = recipe.default_guide
+        if guide is None:
+            raise PyrovaeError(
+                f"--model {model_name} has no default guide; pass --guide NAME (one of "
+                f"{', '.join(sorted(GUIDES))}) or --guide package.module:attr"
+            )
+    guide_name = guide if isinstance(guide, str) else object_name(guide)
+    guide_program = _user_program(guide, "--guide", spec, f"--guide {guide_name}")
+    if guide_program is None:
+        guide_program = build_guide(guide, spec, model_program)
+    return Programs(model_program, guide_program, model_name, guide_name)
+
+
+def recipe_class(recipe, model) -> type[Recipe]:
+    """The recipe of a run: named (``package.module:attr``), given, or the model's own."""
+    if recipe is None:
+        return recipe_for(model if isinstance(model, str) else None)
+    cls = resolve_attr(recipe, "--recipe") if isinstance(recipe, str) else recipe
+    if not (inspect.isclass(cls) and issubclass(cls, Recipe)):
+        raise PyrovaeError(f"--recipe {recipe} is not a subclass of pyrovae.recipes.Recipe")
+    return cls

@@ -1,0 +1,64 @@
+"""Recipes: what each registered model needs beyond its program (see :mod:`.base`).
+
+``RECIPES[model name]`` is the recipe of a registered model; a model without one (a user's
+own) gets the base :class:`Recipe`, whose defaults serve any pair. :func:`register` adds a
+model, its default guide and its recipe in one call.
+"""
+
+from pyrovae.models import GUIDES, MODELS, build_guide, build_model
+from pyrovae.recipes.autoencoders import AERecipe, DAERecipe, LinearAERecipe, SAERecipe
+from pyrovae.recipes.base import Recipe, RecipeOption, Report
+from pyrovae.recipes.factor_analysis import BayesianFARecipe, FARecipe, PPCARecipe
+from pyrovae.recipes.ssvae import SSVAERecipe
+from pyrovae.recipes.vae import VAERecipe
+
+RECIPES: dict[str, type[Recipe]] = {
+    "vae": VAERecipe,
+    "ssvae": SSVAERecipe,
+    "fa": FARecipe,
+    "ppca": PPCARecipe,
+    "bayesian-fa": BayesianFARecipe,
+    "ae": AERecipe,
+    "dae": DAERecipe,
+    "sae": SAERecipe,
+    "linear-ae": LinearAERecipe,
+}
+
+
+def recipe_for(model_name: str | None) -> type[Recipe]:
+    """The recipe of a registered model, else the base :class:`Recipe`."""
+    return RECIPES.get(model_name, Recipe) if isinstance(model_name, str) else Recipe
+
+
+def register(name: str, model, guide=None, recipe: type[Recipe] | None = None) -> None:
+    """Register ``model`` (a ``spec -> model`` factory) as ``--model name``.
+
+    :param guide: its default guide: a registered guide name, or a ``(spec, model) -> guide``
+        factory, registered under ``name`` too.
+    :param recipe: its recipe (default: the base :class:`Recipe`).
+    """
+    MODELS[name] = model
+    default_guide = guide
+    if guide is not None and not isinstance(guide, str):
+        GUIDES[name] = guide
+        default_guide = name
+    base = recipe or Recipe
+    RECIPES[name] = type(f"{name}Recipe", (base,), {"default_guide": default_guide})
+
+
+def build_pair(name: str, spec, guide: str | None = None):
+    """``(model, guide)`` of the registered model ``name`` (its default guide unless
+    ``guide`` names another)."""
+    model = build_model(name, spec)
+    return model, build_guide(guide or recipe_for(name).default_guide, spec, model)
+
+
+__all__ = [
+    "RECIPES",
+    "Recipe",
+    "RecipeOption",
+    "Report",
+    "build_pair",
+    "recipe_for",
+    "register",
+]

@@ -1,0 +1,220 @@
+"""The recipe of the semi-supervised VAE (M2): labelled rows, interleaved batches, accuracies.
+
+``--labels N`` keeps the labels of N training rows, N/K per class, drawn with the run's seed
+after the validation split; the other training rows are unlabelled. Each unlabelled batch
+``(x,)`` is followed by a labelled batch ``(x, y, weight)`` (see
+:class:`~pyrovae.labels.SemiSupervisedBatches`). After every epoch the validation and test
+accuracy of q(y|x) join the metrics; the report adds the accuracy of the same classifier
+network trained on the N labelled rows alone (the baseline) and three figures.
+
+Classifiers trained on dynamically binarized batches are scored on the grey-level held-out
+images (the mean of the binarizations they were trained on); ``*_binarized`` accuracies score
+the one fixed binarization that the held-out ELBOs use.
+"""
+
+import math
+from pathlib import Path
+
+import torch
+
+from pyrovae.errors import PyrovaeError
+from pyrovae.inference.classifier import accuracy, predict, train_classifier
+from pyrovae.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
+from pyrovae.models.networks import mlp
+from pyrovae.recipes.base import Recipe, RecipeOption, Report
+
+DEFAULT_LABELS_PER_CLASS = 10
+"""``--labels`` defaults to this many labelled rows per class (100 for 10 classes)."""
+
+BASELINE_MAX_EPOCHS = 3000
+BASELINE_PATIENCE = 200
+"""The supervised-only baseline trains for at most this many passes over the labelled rows
+and stops after ``BASELINE_PATIENCE`` passes without a better validation accuracy."""
+
+
+def _nonnegative(value) -> str | None:
+    return (
+        None
+        if math.isfinite(value) and value >= 0
+        else f"must be a finite number >= 0, got {value}"
+    )
+
+
+class SSVAERecipe(Recipe):
+    """``--model ssvae``: guide ``ssvae`` (q(y|x) q(z|x, y)), two hidden layers of 256."""
+
+    default_guide = "ssvae"
+    network = {"hidden": (256, 256)}
+    options = (
+        RecipeOption(
+            "labels",
+            int,
+            None,
+            f"ssvae: labelled training rows, class-balanced (default {DEFAULT_LABELS_PER_CLASS} "
+            "per class)",
+        ),
+        RecipeOption(
+            "alpha",
+            float,
+            None,
+            "ssvae: weight of the auxiliary classification loss per labelled example "
+            "(default 0.1 D; see pyrovae.models.ssvae)",
+            _nonnegative,
+        ),
+    )
+
+    @staticmethod
+    def num_labels(data, config) -> int:
+        classes = data.dataset.num_classes
+        labels = config.options.get("labels")
+        if labels is None:
+            labels = DEFAULT_LABELS_PER_CLASS * classes
+        return check_num_labels(labels, classes, data.x_train.shape[0])
+
+    def label_split(self, data, config) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(labelled, unlabelled)`` row indices of ``data.x_train``: class-balanced, seeded."""
+        if data.y_train is None:
+            raise PyrovaeError("the ssvae model needs y_train labels; the data set has none")
+        return balanced_label_split(
+            data.y_train, self.num_labels(data, config), data.dataset.num_classes, config.seed
+        )
+
+    def batches(self, data, config, device) -> SemiSupervisedBatches:
+        labelled, unlabelled = self.label_split(data, config)
+        x, y = data.x_train, data.y_train
+        return SemiSupervisedBatches(
+            x[labelled].to(device),
+            y[labelled].to(device),
+            x[unlabelled].to(device),
+            config.batch_size,
+            seed=config.seed,
+            transform=data.batch_transform,
+        )
+
+    def epoch_metrics(self, model, guide, data, config) -> dict:
+        x_val, x_test = classifier_inputs(data, _device(model))
+        return {
+            "val_accuracy": accuracy(model.classifier, x_val, data.y_val),
+            "test_accuracy": accuracy(model.classifier, x_test, data.y_test),
+        }
+
+    def report(self, model, guide, data, config, out_dir, history) -> Report:
+        from pyrovae.plots import ssvae as ssvae_plots
+
+        report = super().report(model, guide, data, config, out_dir, history)
+        out_dir = Path(out_dir)
+        device = _device(model)
+        x_val, x_test = classifier_inputs(data, device)
+        summary = report.summary
+        summary.update(
+            labels=self.num_labels(data, config),
+            alpha=model.alpha,
+            val_accuracy=accuracy(model.classifier, x_val, data.y_val),
+            test_accuracy=accuracy(model.classifier, x_test, data.y_test),
+        )
+        if data.x_test_grey is not None:
+            binary = data.x_test.to(device)
+            summary["test_accuracy_binarized"] = accuracy(model.classifier, binary, data.y_test)
+        summary.update(self.train_baseline(model, data, config))
+        figures = report.figures
+        if history:
+            figures.append(
+                ssvae_plots.plot_accuracy_curves(
+                    history, out_dir / "accuracy.png", summary["baseline_accuracy"], _best(history)
+                )
+            )
+        if data.y_test is not None and data.y_test.shape[0]:
+            y_pred = predict(model.classifier, x_test).cpu()
+            figures.append(
+                ssvae_plots.plot_confusion_matrix(
+                    data.y_test, y_pred, model.num_classes, out_dir / "confusion_matrix.png"
+                )
+            )
+        if data.dataset.image_shape is not None:
+            sources, generated = analogies(model, guide, x_test, data.y_test)
+            figures.append(
+                ssvae_plots.plot_analogies(
+                    sources.cpu(),
+                    generated.cpu(),
+                    data.dataset.image_shape,
+                    out_dir / "analogies.png",
+                )
+            )
+        return report
+
+    def train_baseline(self, model, data, config) -> dict:
+        """The same classifier architecture, trained on the labelled rows alone.
+
+        Fresh weights drawn with the run's seed, the same labelled rows (and dynamic
+        binarization) as the ssvae, Adam with the run's batch size and learning rate, early
+        stopping on the same validation rows.
+        """
+        labelled, _ = self.label_split(data, config)
+        device = _device(model)
+        x_val, x_test = classifier_inputs(data, device)
+        hidden = [m.out_features for m in model.classifier if hasattr(m, "out_features")][:-1]
+        # Its own seeded random stream (initial weights, shuffles, binarizations): the same
+        # baseline for the same seed and labels, whatever the ssvae's training drew.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            network = mlp([data.x_train.shape[1], *hidden, model.num_classes]).to(device)
+            fit = train_classifier(
+                network,
+                data.x_train[labelled].to(device),
+                data.y_train[labelled].to(device),
+                x_val,
+                None if data.y_val is None else data.y_val.to(device),
+                batch_size=config.batch_size,
+                lr=config.lr,
+                seed=config.seed,
+                transform=data.batch_transform,
+                max_epochs=BASELINE_MAX_EPOCHS,
+                patience=BASELINE_PATIENCE,
+            )
+        scores = {"baseline_accuracy": accuracy(network, x_test, data.y_test)}
+        if data.x_test_grey is not None:
+            binary = data.x_test.to(device)
+            scores["baseline_accuracy_binarized"] = accuracy(network, binary, data.y_test)
+        return {
+            **scores,
+            "baseline_val_accuracy": fit.val_accuracy,
+            "baseline_epochs": fit.epochs,
+            "baseline_best_epoch": fit.best_epoch,
+            "baseline_seconds": fit.seconds,
+        }
+
+
+@torch.no_grad()
+def analogies(model, guide, x: torch.Tensor, y: torch.Tensor | None, columns: int = 10):
+    """Sources ``(n, D)`` and ``E[x | y = k, z_j]`` as ``(K, n, D)`` for the analogies grid.
+
+    The sources are the first test row of each class (as far as ``columns`` allows), and
+    ``z_j`` is the mean of q(z | x_j, y_j) at the class q(y|x) predicts for x_j.
+    """
+    classes = model.num_classes
+    rows = list(range(min(columns, x.shape[0])))
+    if y is not None:
+        firsts = [int((y == c).nonzero()[0]) for c in range(classes) if (y == c).any()]
+        rows = (firsts + [r for r in range(x.shape[0]) if r not in firsts])[:columns]
+    sources = x[rows]
+    z, _ = guide.encode(sources, model.classifier(sources).argmax(-1))
+    labels = torch.arange(classes, device=x.device).unsqueeze(-1)
+    return sources, model.generate(z, labels)
+
+
+def classifier_inputs(data, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The validation and test rows a classifier is scored on, ``(n_val, D)``, ``(n_test, D)``:
+    the grey-level images under dynamic binarization, else the rows the model sees."""
+    x_val = data.x_val if data.x_val_grey is None else data.x_val_grey
+    x_test = data.x_test if data.x_test_grey is None else data.x_test_grey
+    return x_val.to(device), x_test.to(device)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _best(history: list[dict]) -> int | None:
+    """The epoch with the best validation ELBO (the one the runner keeps), if any."""
+    scored = [r for r in history if r.get("val_elbo") is not None and math.isfinite(r["val_elbo"])]
+    return max(scored, key=lambda r: r["val_elbo"])["epoch"] if scored else None
