@@ -157,7 +157,7 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
         module = owner_module(program)
         if module is not None:
             module.to(device)
-    name, support = observation(pair.model, dataset.x_train[:2].to(device))
+    name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
     data = data_lib.prepare(
         dataset,
         support="real" if support == "other" else support,

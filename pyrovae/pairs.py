@@ -78,17 +78,26 @@ def _is_factory_function(fn) -> bool:
 
 
 def build_object(factory, spec: ModelSpec, what: str):
-    """Call a class or factory with ``spec``, or with no arguments if it takes none."""
+    """Call a class or factory with ``spec`` when it takes one (its first parameter is named
+    ``spec``, annotated ``ModelSpec``, or is its only required one), else with no arguments."""
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
         return factory(spec)
-    for args in ((spec,), ()):
-        try:
-            signature.bind(*args)
-        except TypeError:
-            continue
-        return factory(*args)
+    params = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in signature.parameters.values() if p.default is p.empty and p.kind
+                not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]  # fmt: skip
+    takes_spec = bool(params) and (params[0].name == "spec" or params[0].annotation is ModelSpec)
+    if takes_spec and len(required) <= 1:
+        return factory(spec)
+    if not required:
+        return factory()
+    if len(required) == 1 and required[0] is (params[0] if params else None):
+        return factory(spec)
     raise PyrovaeError(
         f"{what} cannot be built: it takes {signature}, but a factory takes one ModelSpec "
         "argument (or none); give a class or function f(spec), or the program itself"

@@ -127,10 +127,12 @@ def _compare_latent_shapes(model, guide_trace, args) -> None:
 
 def observed_site(model_trace, x: torch.Tensor) -> str:
     """The name of the sample site that observes ``x`` (its value has x's shape)."""
-    for name, site in reversed(_sample_sites(model_trace).items()):
+    sites = _sample_sites(model_trace)
+    for name, site in reversed(sites.items()):
         value = site["value"]
         if site["is_observed"] and isinstance(value, torch.Tensor) and value.shape == x.shape:
             return name
+    _check_unobserved_data(model_trace, x)
     raise PyrovaeError(
         f"the model has no sample site that observes x (shape {tuple(x.shape)}); add obs=x "
         "to the site of the data, e.g. pyro.sample('x', likelihood, obs=x)"
@@ -162,9 +164,21 @@ def _check_batch_shapes(trace, which: str) -> None:
                 )
 
 
-def _check_names(model_trace, guide_trace) -> list[str]:
+def _check_unobserved_data(model_trace, x: torch.Tensor, skip=()) -> None:
+    """A latent site of the model with x's shape is a site of the data missing ``obs=x``."""
+    for name in _latent_names(model_trace):
+        value = model_trace.nodes[name]["value"]
+        if name not in skip and isinstance(value, torch.Tensor) and value.shape == x.shape:
+            raise PyrovaeError(
+                f"the model samples site {name!r} with the shape of x {tuple(x.shape)} but "
+                f"does not observe it; add obs=x: pyro.sample({name!r}, ..., obs=x)"
+            )
+
+
+def _check_names(model_trace, guide_trace, x: torch.Tensor) -> list[str]:
     in_guide = set(_latent_names(guide_trace))
     in_model = set(_latent_names(model_trace))
+    _check_unobserved_data(model_trace, x, skip=in_guide)
     if in_guide - in_model:
         raise PyrovaeError(
             f"the guide samples {sorted(in_guide - in_model)} but the model has no such latent "
@@ -218,7 +232,7 @@ def check_pair(model, guide, *args) -> PairInfo:
     x = args[0]
     with pyro.validation_enabled(True):
         model_trace, guide_trace = trace_programs(model, guide, *args)
-        names = _check_names(model_trace, guide_trace)
+        names = _check_names(model_trace, guide_trace, x)
         name = observed_site(model_trace, x)
         _check_data_plate(model_trace, name, x.shape[0])
         _check_batch_shapes(guide_trace, "guide")
