@@ -122,6 +122,7 @@ def test_each_autoencoder_trains_from_the_cli(model, tmp_path):
     assert summary["likelihood"] == expected
 
 
+@pytest.mark.slow
 def test_dae_corruption_flag_reaches_the_guide_in_a_real_process(tmp_path):
     run = tmp_path / "run"
     args = ["--model", "dae", "--corruption", "0.5", "--epochs", "1", "--quiet", "--hidden", "16"]

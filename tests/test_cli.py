@@ -315,6 +315,7 @@ def test_grey_levels_with_bernoulli_need_an_explicit_choice(tmp_path, capsys):
     assert summary["likelihood"] == "Bernoulli" and math.isfinite(summary["test_elbo"])
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_prints_no_traceback(tmp_path):
     bad = write_npz(tmp_path / "set.npz", **NPZ_CASES["nan_train"])
     proc = script(
@@ -395,6 +396,7 @@ def test_diverging_training_is_one_error_line(extra, tmp_path, capsys):
     assert "kept" not in line
 
 
+@pytest.mark.slow
 def test_divergence_in_a_real_process_is_one_error_line(tmp_path):
     run = tmp_path / "run"
     proc = script([*TINY, "--lr", "1e9", "--out", run], pythonpath=[REPO], cwd=tmp_path)
@@ -423,6 +425,7 @@ def test_divergence_keeps_last_good_checkpoint(user_path, capsys, monkeypatch):
 # --------------------------------------------------------------------------- user pairs
 
 
+@pytest.mark.slow
 def test_user_pair_trains_through_the_script(tmp_path):
     write_pair(tmp_path, "my_pair")
     run = tmp_path / "run"

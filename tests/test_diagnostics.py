@@ -328,6 +328,7 @@ def test_kl_of_the_enumerated_class_is_the_categorical_kl():
 # --------------------------------------------------------------------------- NUTS reference
 
 
+@pytest.mark.slow
 def test_nuts_reference_matches_the_exact_fa_posterior():
     model, guide, x, (W, mu, psi) = fa_pair(dtype=torch.float32)
     structure = inspect_pair(model, guide, x)
@@ -361,6 +362,7 @@ def test_nuts_reference_matches_the_exact_fa_posterior():
     assert list(idata.posterior["point"].values) == rows
 
 
+@pytest.mark.slow
 def test_nuts_sums_out_the_class_and_matches_quadrature():
     model, guide, x = tiny_ssvae()
     structure = inspect_pair(model, guide, x)

@@ -1,4 +1,7 @@
-"""Data-parallel training (``torchrun ... --distributed``) against a single process."""
+"""Data-parallel training (``torchrun ... --distributed``) against a single process.
+
+Slow (two processes start torch each): run by ``.ci/run`` with ``-m slow``.
+"""
 
 import csv
 import os
@@ -13,6 +16,8 @@ from pyrovae import train
 from pyrovae.cli import main
 from pyrovae.inference.checkpoint import load_checkpoint
 from tests.deterministic_pair import pair_options
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json", "training_curves.png")

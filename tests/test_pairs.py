@@ -284,8 +284,10 @@ CONSTANT = 3
 
 def model_with(body: str) -> str:
     """A model whose forward is ``body`` (decoder Linear(3, D)), and the good guide."""
-    return HEADER + textwrap.dedent(
-        """
+    return (
+        HEADER
+        + textwrap.dedent(
+            """
         class Model(nn.Module):
             def __init__(self, spec):
                 super().__init__()
@@ -293,7 +295,10 @@ def model_with(body: str) -> str:
 
             def forward(self, x, y=None):
         """
-    ) + textwrap.indent(textwrap.dedent(body), " " * 8) + GOOD_GUIDE
+        )
+        + textwrap.indent(textwrap.dedent(body), " " * 8)
+        + GOOD_GUIDE
+    )
 
 
 # name -> (module source, extra argv, words of the one error line)
@@ -325,8 +330,11 @@ BROKEN = {
         ["site 'z'", "size 3", "128 rows", ".to_event(1)"],
     ),
     "latent_widths_differ": (
-        HEADER + GOOD_MODEL.replace("nn.Linear(3, spec.x_dim)", "nn.Linear(5, spec.x_dim)")
-        .replace("x.new_zeros(3)", "x.new_zeros(5)") + GOOD_GUIDE,
+        HEADER
+        + GOOD_MODEL.replace("nn.Linear(3, spec.x_dim)", "nn.Linear(5, spec.x_dim)").replace(
+            "x.new_zeros(3)", "x.new_zeros(5)"
+        )
+        + GOOD_GUIDE,
         [],
         ["site 'z'", "(128, 3)", "(128, 5)", "widths agree"],
     ),
@@ -364,7 +372,9 @@ BROKEN = {
         ["the model failed on a batch of 128 rows", "user_broken.py:", "decodr"],
     ),
     "guide_without_plate_or_event": (
-        HEADER + GOOD_MODEL + GOOD_GUIDE.replace(
+        HEADER
+        + GOOD_MODEL
+        + GOOD_GUIDE.replace(
             'with pyro.plate("data", x.shape[0]):\n            pyro.sample("z", '
             "dist.Normal(loc, F.softplus(raw) + 1e-3).to_event(1))",
             'pyro.sample("z", dist.Normal(loc, F.softplus(raw) + 1e-3))',
@@ -373,32 +383,47 @@ BROKEN = {
         ["site 'z' in the guide", "batch shape (128, 3)", ".to_event(1)"],
     ),
     "no_latent_site": (
-        HEADER + GOOD_MODEL.replace(
+        HEADER
+        + GOOD_MODEL.replace(
             'z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))',
             "z = x.new_zeros(x.shape[0], 3)",
-        ) + "\n\ndef Guide(spec):\n    return lambda x, y=None: None\n",
+        )
+        + "\n\ndef Guide(spec):\n    return lambda x, y=None: None\n",
         [],
         ["no latent sample site", "pyro.sample('z'"],
     ),
     "factory_with_wrong_signature": (
-        HEADER + GOOD_MODEL.replace("def __init__(self, spec):", "def __init__(self, spec, width):")
+        HEADER
+        + GOOD_MODEL.replace("def __init__(self, spec):", "def __init__(self, spec, width):")
         + GOOD_GUIDE,
         [],
         ["--model user_broken:Model cannot be built", "(spec, width)", "ModelSpec"],
     ),
-    "builtin_as_model": ("", ["--model", "os:system", "--guide", "mlp-normal"],
-                         ["built-in system", "not a Pyro program"]),  # fmt: skip
-    "constant_as_model": (HEADER, ["--model", "user_broken:CONSTANT", "--guide", "mlp-normal"],
-                          ["int, not a callable"]),  # fmt: skip
+    "builtin_as_model": (
+        "",
+        ["--model", "os:system", "--guide", "mlp-normal"],
+        ["built-in system", "not a Pyro program"],
+    ),  # fmt: skip
+    "constant_as_model": (
+        HEADER,
+        ["--model", "user_broken:CONSTANT", "--guide", "mlp-normal"],
+        ["int, not a callable"],
+    ),  # fmt: skip
     "pair_without_methods": (
         HEADER + GOOD_MODEL,
         ["--pair", "user_broken:Model"],
         ["--pair user_broken:Model needs model and guide methods"],
     ),
-    "pair_and_model": (HEADER + GOOD_MODEL, ["--pair", "user_broken:Model", "--model", "vae"],
-                       ["either --pair or --model"]),  # fmt: skip
-    "module_raises_on_import": ("raise RuntimeError('half-written module')", [],
-                                ["importing 'user_broken'", "half-written module"]),  # fmt: skip
+    "pair_and_model": (
+        HEADER + GOOD_MODEL,
+        ["--pair", "user_broken:Model", "--model", "vae"],
+        ["either --pair or --model"],
+    ),  # fmt: skip
+    "module_raises_on_import": (
+        "raise RuntimeError('half-written module')",
+        [],
+        ["importing 'user_broken'", "half-written module"],
+    ),  # fmt: skip
     "bernoulli_on_real_data": (
         HEADER + GOOD_MODEL + GOOD_GUIDE,
         ["--dataset", "spiral"],

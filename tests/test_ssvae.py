@@ -167,6 +167,7 @@ def test_bad_options_are_one_error_line_before_any_run_folder(extra, words, tmp_
     assert not (run / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_negative_labels_in_a_real_process(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train_svi.py"), *TINY, "--labels", "-1"],
