@@ -103,15 +103,47 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.summary["test_elbo"] == straight.summary["test_elbo"]
 
 
-def test_early_stopping_restores_best_validation_epoch(tmp_path):
+def test_early_stopping_restores_best_validation_epoch(tmp_path, monkeypatch):
+    """Scripted validation ELBOs: the best is epoch 3, patience 3 stops after epoch 6, and the
+    parameters of epoch 3 (modules and pyro.param sites) come back."""
+    spec = ModelSpec(x_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian")
+    model, guide = VAE(spec), MLPNormalGuide(spec)
+    x = torch.randn(64, 4)
+    trainer = Trainer(
+        model,
+        guide,
+        TensorBatches(x, 16),
+        TrainSettings(epochs=20, patience=3, quiet=True),
+        val_x=x[:8],
+    )
+    scripted = iter([-9.0, -8.0, -7.0, -7.5, -7.2, -8.1, -6.0])
+    snapshots = []
+    real_evaluate = trainer.evaluate
+
+    def evaluate(rows):
+        if rows is trainer.val_x:
+            snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+            return next(scripted)
+        return real_evaluate(rows)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    history = trainer.fit()
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    assert trainer.stopped_early and trainer.best["epoch"] == 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[2][key]), key
+    assert not torch.equal(snapshots[5]["decoder.0.weight"], snapshots[2]["decoder.0.weight"])
+
+
+def test_early_stopping_in_a_run_reports_the_kept_epoch(tmp_path):
     run = pyrovae.train(
         dataset="digits", epochs=60, patience=3, lr=3e-2, out=str(tmp_path / "r"), **TINY
     )
     val = [row["val_elbo"] for row in run.history]
     best = max(range(len(val)), key=val.__getitem__)
     assert run.summary["best_epoch"] == best + 1
-    if run.summary["stopped_early"]:
-        assert len(val) == best + 1 + 3
+    assert run.summary["stopped_early"] == (len(val) == best + 1 + 3)
+    assert len(val) in (best + 1 + 3, 60)
     assert run.summary["test_elbo"] == run.history[best]["test_elbo"]
 
 
