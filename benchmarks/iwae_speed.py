@@ -4,10 +4,10 @@
     python benchmarks/iwae_speed.py --quick          # 1000 rows, under a minute
     python benchmarks/iwae_speed.py --run RUN_DIR    # a trained run's pair and test rows
 
-(a) pyrovae: ``importance_weights`` traces the guide under a vectorised particle plate and
+(a) pyrovae: ``importance_weights`` traces the guide under a vectorized particle plate and
     scores the draws under the model, per row, for any Pyro pair;
 (b) the floor: the same VAE written directly in PyTorch: the encoder once per row, K
-    reparameterised draws, the decoder on the K x N draws, the Bernoulli and Normal log
+    reparameterized draws, the decoder on the K x N draws, the Bernoulli and Normal log
     densities, ``log w = log p(x|z) + log p(z) - log q(z|x)``; the same chunks of rows and
     particles as (a), under ``torch.no_grad()``.
 Blocks of rows alternate between (a) and (b) in one process; the ratio of total times

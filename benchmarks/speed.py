@@ -4,7 +4,7 @@
     python benchmarks/speed.py --quick    # a run of under a minute
 
 (a) the floor: the VAE written directly in PyTorch (same MLPs, same single-sample ELBO
-    estimator as Trace_ELBO: log p(x|z) + log p(z) - log q(z|x) at one reparameterised z,
+    estimator as Trace_ELBO: log p(x|z) + log p(z) - log q(z|x) at one reparameterized z,
     ``torch.optim.Adam(vae.parameters(), lr=1e-3)`` as a PyTorch user writes it);
 (b) pyrovae's Trainer with Trace_ELBO and the default MLP Normal guide;
 (c) a tighter floor for reference: (a) with the fused Adam kernel the runner uses, so that
@@ -29,7 +29,7 @@ from pyrovae.models import VAE, MLPNormalGuide, ModelSpec
 
 
 def load_benchmark_data(quick: bool) -> tuple[str, torch.Tensor]:
-    """Binarised training rows: Fashion-MNIST when installed, else digits tiled to 60k."""
+    """Binarized training rows: Fashion-MNIST when installed, else digits tiled to 60k."""
     try:
         data = load_dataset("fashion-mnist", download=False)
         name, x = "fashion-mnist", data.x_train

@@ -108,7 +108,7 @@ def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> M
         hidden=config.hidden if config.hidden is not None else defaults["hidden"],
         likelihood=_choose_likelihood(config, recipe, dataset),
         gaussian_scale=gaussian_scale,
-        grey_bernoulli=config.grey_bernoulli,
+        gray_bernoulli=config.gray_bernoulli,
         num_classes=dataset.num_classes,
         num_data=n - round(config.val_fraction * n),
         image_shape=dataset.image_shape,
@@ -163,7 +163,7 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
         support="real" if support == "other" else support,
         observation=name,
         binarization=config.binarize,
-        allow_grey=config.grey_bernoulli,
+        allow_gray=config.gray_bernoulli,
         val_fraction=config.val_fraction,
         seed=config.seed,
     )

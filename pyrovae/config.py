@@ -67,14 +67,14 @@ class TrainConfig(TrainSettings):
     )
     binarize: str = option(
         "dynamic",
-        "for the bernoulli likelihood on grey levels: dynamic (resample every batch), "
+        "for the bernoulli likelihood on gray levels: dynamic (resample every batch), "
         "threshold (x > 0.5) or none",
         choices=("dynamic", "threshold", "none"),
     )
-    grey_bernoulli: bool = option(
+    gray_bernoulli: bool = option(
         False,
-        "with --binarize none: score grey levels under a Bernoulli anyway "
-        "(as Pyro's example does; not a normalised likelihood)",
+        "with --binarize none: score gray levels under a Bernoulli anyway "
+        "(as Pyro's example does; not a normalized likelihood)",
     )
     gaussian_scale: float | None = option(
         None,
@@ -128,7 +128,9 @@ class TrainConfig(TrainSettings):
     def from_json(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         data = dict(data)
-        # Runs written before the model options moved to the recipes kept them at the top.
+        if "grey_bernoulli" in data:  # its former name, in older run folders
+            data["gray_bernoulli"] = data.pop("grey_bernoulli")
+        # Older run folders keep the model options at the top level.
         for key in LEGACY_OPTION_KEYS & set(data):
             value = data.pop(key)
             if value is not None and key in MODEL_OF_LEGACY_OPTION.get(data.get("model"), ()):

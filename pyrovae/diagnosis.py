@@ -1,13 +1,13 @@
 """``pyrovae.diagnose(run)`` and ``scripts/diagnose.py``: how good is q(z|x) of a trained run?
 
-On the run's test rows (the same binarised rows as its test ELBO), for any model/guide pair:
+On the run's test rows (the same binarized rows as its test ELBO), for any model/guide pair:
 
 - the importance-weighted bound (IWAE) per row with K samples, its mean and standard
   error, and the estimate for K = 1, 10, 100, ... to show its convergence;
 - Pareto k-hat of each row's weights (PSIS) and the shares above 0.5 and 0.7;
 - KL(q || p) per latent dimension, active units and a posterior-collapse warning;
 - a NUTS reference posterior for a few rows, with R-hat and bulk ESS, and q against it;
-- the amortisation gap of a subset of rows.
+- the amortization gap of a subset of rows.
 
 Global latent sites (outside the data plate, e.g. a Bayesian FA's loadings) are fixed at
 their mean under q, so the per-row numbers are conditional on that plug-in value.
@@ -99,7 +99,7 @@ def diagnose(
     :param run: a :class:`pyrovae.Run` or the path of a run folder.
     :param iwae_samples: K, importance samples per row (0 skips the IWAE and k-hat).
     :param nuts_points: rows given a NUTS reference posterior (0 skips it).
-    :param amortization_points: rows whose q is optimised on its own (0 skips it).
+    :param amortization_points: rows whose q is optimized on its own (0 skips it).
     :param max_points: use only the first this many test rows (default: all).
     :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
         folder.
@@ -258,7 +258,7 @@ def _diagnose(
 
     out["amortization_gap"] = None
     if amortization_points and not structure.guide_is_density:
-        notes.append("no amortisation gap: a point-mass guide has no ELBO to improve")
+        notes.append("no amortization gap: a point-mass guide has no ELBO to improve")
     elif amortization_points:
         rows = sorted(
             generator.choice(x.shape[0], min(amortization_points, x.shape[0]), replace=False)
@@ -277,7 +277,7 @@ def _diagnose(
                 )
                 out.update(gap.summary())
             except PyrovaeError as exc:
-                notes.append(f"no amortisation gap: {exc}")
+                notes.append(f"no amortization gap: {exc}")
     out["notes"] = notes
     out["seconds"] = seconds
     if write:
@@ -405,7 +405,7 @@ def one_line_summary(out: dict) -> str:
         parts.append(f"k-hat > 0.7 for {out['pareto_k_share_above_0.7']:.1%} of rows")
     parts.append(f"{out['active_units']}/{out['latent_dims']} active units")
     if out.get("amortization_gap") is not None:
-        parts.append(f"amortisation gap {out['amortization_gap']:.3f} nats")
+        parts.append(f"amortization gap {out['amortization_gap']:.3f} nats")
     if out.get("nuts_max_rhat") is not None:
         parts.append(f"NUTS max R-hat {out['nuts_max_rhat']:.3f}")
     return "; ".join(parts)
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="diagnose.py",
         description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
-        "Pareto k-hat, latent KL and active units, NUTS reference, amortisation gap. Writes "
+        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap. Writes "
         "diagnostics.json, posterior.nc and figures into the run folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -442,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100,
         metavar="M",
-        help="rows for the amortisation gap (0: skip)",
+        help="rows for the amortization gap (0: skip)",
     )
     add(
         "--max-points",
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--nuts-samples", type=int, default=500, help="NUTS draws kept per chain")
     add("--nuts-warmup", type=int, default=500, help="NUTS adaptation steps per chain")
     add("--nuts-chains", type=int, default=2, help="NUTS chains (at least 2)")
-    add("--amortization-steps", type=int, default=500, help="Adam steps per amortisation-gap fit")
+    add("--amortization-steps", type=int, default=500, help="Adam steps per amortization-gap fit")
     add("--device", default="cpu", help="cpu or cuda")
     add("--seed", type=int, default=0, help="random seed")
     add("--quiet", action="store_true", help="no progress bars")

@@ -95,7 +95,7 @@ class SemiSupervisedBatches:
     :param batch_size: rows per unlabelled batch (and at most per labelled batch unless the
         labelled rows would not all fit in an epoch).
     :param seed: epoch ``e`` draws its order from ``seed + e`` (resuming gives the same batches).
-    :param transform: applied to every ``x`` batch, e.g. dynamic binarisation.
+    :param transform: applied to every ``x`` batch, e.g. dynamic binarization.
     """
 
     def __init__(

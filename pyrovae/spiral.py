@@ -16,7 +16,7 @@ Numbers (``summary.json["spiral"]``):
   one (a smooth curve gives a small number); ``backtrack_fraction``, the share of steps whose
   nearest t moves against the sweep's overall direction (folds).
 - ``beyond_inner`` / ``beyond_outer``: the widened parts past the end of the code range that
-  decodes nearest the spiral's centre (t = pi/2) and past the outer end (t = 3 pi, the last
+  decodes nearest the spiral's center (t = pi/2) and past the outer end (t = 3 pi, the last
   training point): mean distance to the extended curve, and ``t_end`` / ``distance_end`` of
   the last decoded point (continuing the spiral means t_end beyond the training range at a
   small distance).
@@ -106,7 +106,7 @@ def sweep_numbers(result: dict, t_range: tuple[float, float]) -> dict:
         },
     }
     below, above = result["s"] < result["code_range"][0], result["s"] > result["code_range"][1]
-    # The end of the code range that decodes nearer the centre (smaller t) is "inner".
+    # The end of the code range that decodes nearer the center (smaller t) is "inner".
     low_is_inner = t_in[0] <= t_in[-1]
     for name, part, end in (("low", below, 0), ("high", above, -1)):
         key = "beyond_inner" if (name == "low") == low_is_inner else "beyond_outer"

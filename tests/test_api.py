@@ -9,26 +9,26 @@ from pyrovae.api import prepare_data
 from pyrovae.config import TrainConfig
 
 
-def test_dynamic_binarisation_protocol():
+def test_dynamic_binarization_protocol():
     a = prepare_data(TrainConfig(dataset="digits", seed=0))
     b = prepare_data(TrainConfig(dataset="digits", seed=1))
     assert a.dynamic_binarization
-    # Training rows keep their grey levels (binarised afresh in every batch) ...
+    # Training rows keep their gray levels (binarized afresh in every batch) ...
     assert ((a.x_train > 0) & (a.x_train < 1)).any()
-    # ... while held-out rows are binarised once, identically for every --seed.
+    # ... while held-out rows are binarized once, identically for every --seed.
     assert set(a.x_test.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(a.x_test, b.x_test)
-    # Each test pixel is 1 about as often as its grey level says.
-    grey = a.dataset.x_test
-    assert abs(float(a.x_test.mean() - grey.mean())) < 0.01
+    # Each test pixel is 1 about as often as its gray level says.
+    gray = a.dataset.x_test
+    assert abs(float(a.x_test.mean() - gray.mean())) < 0.01
 
 
-def test_threshold_binarisation_and_continuous_bernoulli_keep_what_they_should():
+def test_threshold_binarization_and_continuous_bernoulli_keep_what_they_should():
     thresholded = prepare_data(TrainConfig(dataset="digits", binarize="threshold"))
     assert torch.equal(thresholded.x_test, (thresholded.dataset.x_test > 0.5).float())
-    grey = prepare_data(TrainConfig(dataset="digits", likelihood="continuous-bernoulli"))
-    assert torch.equal(grey.x_test, grey.dataset.x_test)
-    assert not grey.dynamic_binarization
+    gray = prepare_data(TrainConfig(dataset="digits", likelihood="continuous-bernoulli"))
+    assert torch.equal(gray.x_test, gray.dataset.x_test)
+    assert not gray.dynamic_binarization
 
 
 def test_load_run_rebuilds_the_trained_pair(tmp_path):

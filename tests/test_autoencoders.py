@@ -79,7 +79,7 @@ def test_sparse_penalty_adds_weight_times_kl_to_the_loss(x):
         expected = map_objective(model, guide.encode(x), x) + x.shape[0] * 2.5 * kl
     assert kl > 0.1  # sigmoid units start near 0.5, far from the target 0.05
     assert loss_of(model, guide, x) == pytest.approx(expected, rel=1e-5)
-    # Minimising the loss pushes the mean activations down towards the target.
+    # Minimizing the loss pushes the mean activations down towards the target.
     optimizer = torch.optim.Adam(guide.hidden_layer.parameters(), lr=0.05)
     for _ in range(30):
         optimizer.zero_grad()

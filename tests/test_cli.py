@@ -301,15 +301,15 @@ def test_bad_input_is_one_error_line(case, tmp_path, capsys):
     assert not (run / "checkpoint.pt").exists()
 
 
-def test_grey_levels_with_bernoulli_need_an_explicit_choice(tmp_path, capsys):
-    grey = write_npz(tmp_path / "levels.npz", x_train=unit_data(300), x_test=unit_data(60, seed=1))
-    argv = [*TINY, "--dataset", grey, "--likelihood", "bernoulli", "--binarize", "none"]
+def test_gray_levels_with_bernoulli_need_an_explicit_choice(tmp_path, capsys):
+    gray = write_npz(tmp_path / "levels.npz", x_train=unit_data(300), x_test=unit_data(60, seed=1))
+    argv = [*TINY, "--dataset", gray, "--likelihood", "bernoulli", "--binarize", "none"]
     code, _, err = run_cli([*argv, "--out", tmp_path / "refused"], capsys)
-    line = assert_one_error_line(code, err, "grey levels")
-    assert "continuous-bernoulli" in line or "--grey-bernoulli" in line, line
+    line = assert_one_error_line(code, err, "gray levels")
+    assert "continuous-bernoulli" in line or "--gray-bernoulli" in line, line
 
     run = tmp_path / "run"
-    code, _, err = run_cli([*argv, "--grey-bernoulli", "--out", run], capsys)
+    code, _, err = run_cli([*argv, "--gray-bernoulli", "--out", run], capsys)
     assert code == 0, err
     summary = read_summary(run)
     assert summary["likelihood"] == "Bernoulli" and math.isfinite(summary["test_elbo"])

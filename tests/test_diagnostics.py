@@ -386,7 +386,7 @@ def test_nuts_sums_out_the_class_and_matches_quadrature():
     assert draws.std() / sd == pytest.approx(1.0, abs=0.15)
 
 
-# --------------------------------------------------------------------------- amortisation gap
+# --------------------------------------------------------------------------- amortization gap
 
 
 def test_amortization_gap_of_the_exact_posterior_is_zero():
@@ -427,7 +427,7 @@ def test_optimized_diagonal_gaussian_reaches_the_closed_form_optimum():
     # Each row's ELBO is a 5000-draw Monte Carlo estimate (sd about 0.02 nats).
     torch.testing.assert_close(gap.elbo_optimized, optimum, atol=0.1, rtol=0)
     assert float(gap.elbo_optimized.mean()) == pytest.approx(float(optimum.mean()), abs=0.02)
-    # The untrained encoder is far from it: a large amortisation gap.
+    # The untrained encoder is far from it: a large amortization gap.
     assert gap.summary()["amortization_gap"] > 1.0
 
 
@@ -535,7 +535,7 @@ def test_diagnose_a_point_mass_guide_explains_and_runs_the_rest(tmp_path):
 def test_fa_runs_iwae_against_the_exact_log_likelihood(tmp_path):
     """The closing figures of a trained FA run: with the exact posterior as guide the IWAE is
     test_log_likelihood at every K (float32 rounding) and no row's k-hat is above 0.5; with
-    trained amortised guides it is within 0.05 nats of it at K = 1000."""
+    trained amortized guides it is within 0.05 nats of it at K = 1000."""
     path, _ = fa_npz(tmp_path / "fa.npz")
     for guide in ("exact-posterior", "linear-normal", "mlp-normal"):
         with warnings.catch_warnings():

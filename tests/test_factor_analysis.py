@@ -82,7 +82,7 @@ def test_ppca_ml_is_tipping_bishop_and_matches_sklearn(data):
     n = data.shape[0]
     W, mu, sigma2 = ppca_ml(data, K)
     pca = PCA(K).fit(data)
-    # sklearn normalises the covariance by n - 1; the ML solution by n.
+    # sklearn normalizes the covariance by n - 1; the ML solution by n.
     assert sigma2 == pytest.approx(pca.noise_variance_ * (n - 1) / n, rel=1e-8)
     cov_ml = W @ W.T + sigma2 * torch.eye(D, dtype=W.dtype)
     np.testing.assert_allclose(cov_ml.numpy(), pca.get_covariance() * (n - 1) / n, atol=1e-8)
@@ -242,14 +242,14 @@ def test_fa_and_ppca_take_npz_of_any_width(model, width, tmp_path):
         assert "skipped" in run.summary["reference"]  # k >= D: no closed form to compare
 
 
-def test_fa_on_digits_models_grey_levels(tmp_path):
+def test_fa_on_digits_models_gray_levels(tmp_path):
     run = pyrovae.train(
         model="fa", dataset="digits", latent_dim=4, epochs=1, quiet=True, out=str(tmp_path / "r")
     )
     assert run.summary["likelihood"] == "Normal"
     assert not run.data.dynamic_binarization
-    grey = run.data.x_test
-    assert ((grey > 0) & (grey < 1)).any()  # not binarised
+    gray = run.data.x_test
+    assert ((gray > 0) & (gray < 1)).any()  # not binarized
     assert math.isfinite(run.summary["test_log_likelihood"])
     assert (run.folder.path / "loadings.png").is_file()
 

@@ -16,7 +16,7 @@ def test_bernoulli_is_binary_cross_entropy():
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_continuous_bernoulli_is_normalised_on_unit_interval():
+def test_continuous_bernoulli_is_normalized_on_unit_interval():
     logits = torch.tensor([[-3.0], [-0.2], [0.0], [1.5], [6.0]])
     grid = torch.linspace(0, 1, 20001)
     density = build_likelihood("continuous-bernoulli", 1)(logits).base_dist.log_prob(grid).exp()

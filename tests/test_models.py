@@ -57,8 +57,8 @@ def test_every_model_and_guide_is_in_a_tested_pair():
 
 @pytest.mark.parametrize(("model_name", "guide_name"), PAIRS)
 def test_registered_pair_keeps_the_contract_and_learns(model_name, guide_name, digits):
-    grey, binary = digits
-    x = grey if model_name in GAUSSIAN_MODELS else binary
+    gray, binary = digits
+    x = gray if model_name in GAUSSIAN_MODELS else binary
     model, guide = build_pair(model_name, spec_for(model_name, x.shape[0]), guide_name)
     if model_name in ("fa", "ppca", "bayesian-fa"):
         model.standardize(x)

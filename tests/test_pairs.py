@@ -226,7 +226,7 @@ API_DECODER, API_ENCODER = nn.Linear(2, 64), nn.Linear(64, 2)
 def test_python_objects_train_and_reload(programs, tmp_path):
     out = tmp_path / "run"
     run = pyrovae.train(epochs=3, latent_dim=2, quiet=True, out=str(out), **programs)
-    # A Gaussian decoder on digits: the grey levels are modeled as they are, not binarized.
+    # A Gaussian decoder on digits: the gray levels are modeled as they are, not binarized.
     assert run.summary["likelihood"] == "Normal" and not run.data.dynamic_binarization
     assert ((run.data.x_test > 0) & (run.data.x_test < 1)).any()
     config = json.loads((out / "config.json").read_text())

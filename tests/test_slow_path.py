@@ -25,7 +25,7 @@ def test_runner_losses_equal_svi_with_pyro_optim_and_param_store():
             fast.append(float(trainer.step(args, global_step=0)))
 
     # The slow path: pyro.module registers the networks in the global param store and
-    # pyro.optim.Adam keeps one torch optimiser per parameter.
+    # pyro.optim.Adam keeps one torch optimizer per parameter.
     pyro.clear_param_store()
     slow_model, slow_guide = VAE(spec), MLPNormalGuide(spec)
     slow_model.load_state_dict(init[0])
@@ -47,5 +47,5 @@ def test_runner_losses_equal_svi_with_pyro_optim_and_param_store():
 
     assert len(fast) == len(slow) == 9
     torch.testing.assert_close(torch.tensor(fast), torch.tensor(slow), rtol=1e-5, atol=1e-3)
-    # Training moved the losses: the comparison covers optimiser steps, not just step 1.
+    # Training moved the losses: the comparison covers optimizer steps, not just step 1.
     assert abs(fast[-1] - fast[0]) > 1.0

@@ -20,7 +20,7 @@ class Dataset:
     """A train/test pair of flattened data matrices with optional labels.
 
     ``x_train``: (n_train, D) float32; ``x_test``: (n_test, D) float32; ``y_*``: (n,) int64 or
-    None. ``image_shape`` is (H, W) when rows are flattened greyscale images, else None.
+    None. ``image_shape`` is (H, W) when rows are flattened grayscale images, else None.
     ``support`` is "unit" when every value lies in [0, 1], else "real".
     """
 

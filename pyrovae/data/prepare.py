@@ -40,7 +40,7 @@ def _rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Stochastic binarisation: each value p in [0, 1] becomes 1 with probability p, else 0."""
+    """Stochastic binarization: each value p in [0, 1] becomes 1 with probability p, else 0."""
     try:
         return torch.bernoulli(x, generator=generator)
     except RuntimeError as err:
@@ -63,11 +63,11 @@ class PreparedData:
 
     :param observation: the name of the distribution the model observes x with (e.g.
         ``Bernoulli``), as read from the model; it decided the preparation.
-    :param x_train: ``(n_train, D)`` as the model sees it (grey levels under dynamic
+    :param x_train: ``(n_train, D)`` as the model sees it (gray levels under dynamic
         binarization, which draws fresh binary pixels for every batch).
-    :param x_val_grey, x_test_grey: with dynamic binarization, the held-out rows before
+    :param x_val_gray, x_test_gray: with dynamic binarization, the held-out rows before
         their one-off binarization (else None): classifiers trained on binarized batches are
-        scored on these grey-level images.
+        scored on these gray-level images.
     """
 
     dataset: Dataset
@@ -79,8 +79,8 @@ class PreparedData:
     x_test: torch.Tensor
     y_test: torch.Tensor | None
     dynamic_binarization: bool
-    x_val_grey: torch.Tensor | None = None
-    x_test_grey: torch.Tensor | None = None
+    x_val_gray: torch.Tensor | None = None
+    x_test_gray: torch.Tensor | None = None
 
     @property
     def batch_transform(self):
@@ -98,7 +98,7 @@ def prepare(
     support: str,
     observation: str,
     binarization: str = "dynamic",
-    allow_grey: bool = False,
+    allow_gray: bool = False,
     val_fraction: float = 0.1,
     seed: int = 0,
 ) -> PreparedData:
@@ -107,10 +107,10 @@ def prepare(
     :param support: what that distribution scores: ``"binary"`` (0/1, a Bernoulli),
         ``"unit"`` (values in [0, 1]) or ``"real"``.
     :param observation: its name, for the messages and the run's summary.
-    :param binarization: for binary support and grey-level data: ``"dynamic"`` (a fresh
+    :param binarization: for binary support and gray-level data: ``"dynamic"`` (a fresh
         Bernoulli draw of every pixel for each batch; held-out rows drawn once with
         :data:`HELD_OUT_BINARIZATION_SEED`), ``"threshold"`` (x > 0.5) or ``"none"``.
-    :param allow_grey: with ``"none"``, score grey levels anyway (a cross-entropy, not a
+    :param allow_gray: with ``"none"``, score gray levels anyway (a cross-entropy, not a
         normalized likelihood).
     """
     if support not in SUPPORTS:
@@ -119,7 +119,7 @@ def prepare(
         dataset.x_train, dataset.y_train, val_fraction, seed
     )
     x_test, y_test = dataset.x_test, dataset.y_test
-    dynamic, grey = False, (None, None)
+    dynamic, gray = False, (None, None)
     if support != "real":
         for name, x in (("x_train", dataset.x_train), ("x_test", x_test)):
             check_data(x, name=f"{dataset.name} {name}", support="unit", likelihood=observation)
@@ -127,16 +127,16 @@ def prepare(
         if binarization == "threshold":
             x_train, x_val, x_test = ((x > 0.5).to(x.dtype) for x in (x_train, x_val, x_test))
         elif binarization == "dynamic":
-            dynamic, grey = True, (x_val, x_test)
+            dynamic, gray = True, (x_val, x_test)
             generator = torch.Generator().manual_seed(HELD_OUT_BINARIZATION_SEED)
             x_val = binarize(x_val, generator)
             x_test = binarize(x_test, generator)
-        elif not allow_grey:
+        elif not allow_gray:
             raise PyrovaeError(
-                f"{dataset.name} has grey levels but the model's {observation} scores only 0/1 "
+                f"{dataset.name} has gray levels but the model's {observation} scores only 0/1 "
                 "pixels; use --binarize dynamic, --likelihood continuous-bernoulli, or "
-                "--grey-bernoulli to score grey levels anyway (not a normalized likelihood)"
+                "--gray-bernoulli to score gray levels anyway (not a normalized likelihood)"
             )
     return PreparedData(
-        dataset, observation, x_train, y_train, x_val, y_val, x_test, y_test, dynamic, *grey
+        dataset, observation, x_train, y_train, x_val, y_val, x_test, y_test, dynamic, *gray
     )

@@ -12,7 +12,7 @@ class TensorBatches:
     :param batch_size: rows per step; the last batch of an epoch may be smaller.
     :param seed: epoch ``e`` uses the permutation drawn from ``seed + e``, so an epoch's
         batches do not depend on how the run got there (resuming gives the same batches).
-    :param transform: applied to each ``x`` minibatch, e.g. dynamic binarisation.
+    :param transform: applied to each ``x`` minibatch, e.g. dynamic binarization.
     :param y: ``(n,)`` labels passed as the second argument when the model uses them.
     """
 

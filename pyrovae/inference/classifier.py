@@ -1,6 +1,6 @@
 """Plain supervised training and scoring of a classifier network (the baseline of the ssvae).
 
-The network maps ``x: (batch, D)`` to logits ``(batch, K)``; it is trained by minimising
+The network maps ``x: (batch, D)`` to logits ``(batch, K)``; it is trained by minimizing
 the cross-entropy with Adam on minibatches, and the parameters of the epoch with the best
 validation accuracy (ties: lower validation cross-entropy) are kept.
 """
@@ -65,7 +65,7 @@ def train_classifier(
         validation rows the last epoch is kept.
     :param batch_size: rows per Adam step; an epoch is one shuffled pass over ``x``.
     :param seed: epoch ``e`` shuffles with ``seed + e``.
-    :param transform: applied to each training batch (e.g. dynamic binarisation).
+    :param transform: applied to each training batch (e.g. dynamic binarization).
     :param max_epochs: at most this many epochs.
     :param patience: stop after this many epochs without a better validation score.
     """

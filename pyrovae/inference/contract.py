@@ -256,7 +256,7 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
     """``(name, support)`` of the distribution with which ``model`` observes ``x: (n, D)``.
 
     ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"unit"`` (values in [0, 1]), ``"real"``
-    or ``"other"``; the model runs once on ``x`` without argument checks (grey levels under a
+    or ``"other"``; the model runs once on ``x`` without argument checks (gray levels under a
     Bernoulli are what binarization is for).
     """
     try:

@@ -37,7 +37,7 @@ def build_elbos(
 
     :param num_particles: samples of z per data point in each estimate.
     :param max_plate_nesting: plates the model nests (1 for ``pyro.plate("data")``).
-    :param vectorize: draw the particles in one vectorised pass instead of a Python loop.
+    :param vectorize: draw the particles in one vectorized pass instead of a Python loop.
     """
     if num_particles < 1:
         raise PyrovaeError(f"--num-particles must be at least 1, got {num_particles}")

@@ -62,9 +62,9 @@ def _with_enumeration(settings: TrainSettings, enumerated: list[str]) -> TrainSe
 
 
 def _fast_optimizer(name: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """One optimiser over every parameter, with torch's fastest kernels for it.
+    """One optimizer over every parameter, with torch's fastest kernels for it.
 
-    A single optimiser (not Pyro's one per parameter) lets torch update all tensors in one
+    A single optimizer (not Pyro's one per parameter) lets torch update all tensors in one
     kernel: the fused Adam/AdamW step takes ~0.4 ms per step for the 784-400-50 VAE on
     2 CPU cores against ~1 ms for the per-tensor loop that torch defaults to on the CPU
     (``benchmarks/speed.py``). The update is the same Adam, to float rounding.

@@ -8,7 +8,7 @@ Model (``bayesian-fa``): the same as ``fa`` with a Normal prior on the entries o
 likelihood); ``psi = s^2 softplus(raw) + min_variance`` keeps the noise variances positive
 and floored (a pixel that never varies would otherwise drive its variance, and the
 likelihood, to infinity; ``s`` is the data's scale, see :class:`FactorAnalysis`). The
-observation model is always Gaussian, so grey-level images are modeled as real numbers.
+observation model is always Gaussian, so gray-level images are modeled as real numbers.
 
 Guides, to swap with ``--guide``:
 
@@ -16,9 +16,9 @@ Guides, to swap with ``--guide``:
   ``N(M^-1 W^T Psi^-1 (x - mu), M^-1)`` with ``M = I + W^T Psi^-1 W``. Then
   ``log p(x, z) - log q(z|x) = log p(x)`` for every sampled z: the ELBO estimate *is* the
   exact log-likelihood, without Monte Carlo noise, and SVI is maximum likelihood.
-- ``linear-normal``: an amortised linear-Gaussian encoder, ``N(A x + b, diag(s(x)^2))``.
+- ``linear-normal``: an amortized linear-Gaussian encoder, ``N(A x + b, diag(s(x)^2))``.
   The exact posterior has a constant covariance and a mean linear in x; a diagonal
-  covariance loses nothing at the optimum because W can rotate to diagonalise it.
+  covariance loses nothing at the optimum because W can rotate to diagonalize it.
 - ``mlp-normal``: the VAE's MLP encoder.
 
 Because the model is linear-Gaussian its marginal ``x ~ N(mu, W W^T + Psi)`` is known
@@ -188,7 +188,7 @@ class BayesianFactorAnalysis(FactorAnalysis):
 
 
 class LinearNormalGuide(MLPNormalGuide):
-    """Amortised linear-Gaussian encoder ``q(z|x) = N(A x + b, diag(softplus(C x + d)^2))``.
+    """Amortized linear-Gaussian encoder ``q(z|x) = N(A x + b, diag(softplus(C x + d)^2))``.
 
     ``x: (batch, D)`` -> ``z: (batch, k)``. Fits any model with a k-dimensional latent "z".
     The MLP guide with no hidden layers.

@@ -16,26 +16,26 @@ from pyrovae.errors import PyrovaeError
 class Bernoulli(nn.Module):
     """Bernoulli pixels: ``x_d ~ Bernoulli(sigmoid(logits_d))`` for binary x in {0, 1}.
 
-    ``allow_grey=True`` scores grey levels in [0, 1] with the same formula, as Pyro's VAE
-    example does. That is a cross-entropy, not a normalized likelihood of grey-level data,
+    ``allow_gray=True`` scores gray levels in [0, 1] with the same formula, as Pyro's VAE
+    example does. That is a cross-entropy, not a normalized likelihood of gray-level data,
     so the resulting "ELBO" is not a bound on any log-likelihood; use it only knowingly.
     """
 
-    def __init__(self, allow_grey: bool = False):
+    def __init__(self, allow_gray: bool = False):
         super().__init__()
-        self.allow_grey = allow_grey
+        self.allow_gray = allow_gray
 
     def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
-        fn = dist.Bernoulli(logits=logits, validate_args=False if self.allow_grey else None)
+        fn = dist.Bernoulli(logits=logits, validate_args=False if self.allow_gray else None)
         return fn.to_event(1)
 
 
 class ContinuousBernoulli(nn.Module):
     """Continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): a normalized density on [0, 1]
-    for grey-level pixels, with the Bernoulli's logits as its parameter."""
+    for gray-level pixels, with the Bernoulli's logits as its parameter."""
 
     def forward(self, logits: torch.Tensor) -> dist.TorchDistribution:
-        # torch's ContinuousBernoulli Taylor-expands its normaliser near p = 1/2 only when
+        # torch's ContinuousBernoulli Taylor-expands its normalizer near p = 1/2 only when
         # the logits are not exactly 0, so clamp away from the saturated ends for stability.
         return dist.ContinuousBernoulli(logits=logits.clamp(-15.0, 15.0)).to_event(1)
 
@@ -88,12 +88,12 @@ def check_likelihood_name(name: str) -> str:
 
 
 def build_likelihood(
-    name: str, x_dim: int, *, gaussian_scale: float | None = None, grey_bernoulli: bool = False
+    name: str, x_dim: int, *, gaussian_scale: float | None = None, gray_bernoulli: bool = False
 ) -> nn.Module:
     """The likelihood module registered as ``name`` for data of width ``x_dim``."""
     check_likelihood_name(name)
     if name == "gaussian":
         return Gaussian(x_dim, scale=gaussian_scale)
     if name == "bernoulli":
-        return Bernoulli(allow_grey=grey_bernoulli)
+        return Bernoulli(allow_gray=gray_bernoulli)
     return LIKELIHOODS[name]()

@@ -38,7 +38,7 @@ def _check_rank(x: torch.Tensor, k: int) -> None:
 
 
 def pca_svd(x, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PCA by SVD of the centred data.
+    """PCA by SVD of the centered data.
 
     :param x: ``(n, D)`` data.
     :param k: number of components.
@@ -65,8 +65,8 @@ def ppca_ml(x, k: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     x = _f64(x)
     _check_rank(x, k)
     mu = x.mean(0)
-    centred = x - mu
-    cov = centred.T @ centred / x.shape[0]
+    centered = x - mu
+    cov = centered.T @ centered / x.shape[0]
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
     eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
     sigma2 = float(eigenvalues[k:].mean())

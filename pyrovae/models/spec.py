@@ -15,7 +15,7 @@ class ModelSpec:
     :param hidden: hidden-layer widths of the encoder; the decoder mirrors them.
     :param likelihood: name of the observation model p(x|z) (see ``LIKELIHOODS``).
     :param gaussian_scale: fixed sigma of a Gaussian likelihood; ``None`` learns it.
-    :param grey_bernoulli: score grey levels with a Bernoulli (not a normalised likelihood).
+    :param gray_bernoulli: score gray levels with a Bernoulli (not a normalized likelihood).
     :param num_classes: number of classes K when the data are labelled.
     :param num_data: number of training rows (for models with global latent variables).
     :param image_shape: ``(H, W)`` when rows are flattened images.
@@ -27,7 +27,7 @@ class ModelSpec:
     hidden: tuple[int, ...] = (256,)
     likelihood: str = "bernoulli"
     gaussian_scale: float | None = None
-    grey_bernoulli: bool = False
+    gray_bernoulli: bool = False
     num_classes: int | None = None
     num_data: int | None = None
     image_shape: tuple[int, int] | None = None

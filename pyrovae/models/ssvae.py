@@ -100,7 +100,7 @@ class SSVAE(nn.Module):
             spec.likelihood,
             spec.x_dim,
             gaussian_scale=spec.gaussian_scale,
-            grey_bernoulli=spec.grey_bernoulli,
+            gray_bernoulli=spec.gray_bernoulli,
         )
 
     def forward(

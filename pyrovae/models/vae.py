@@ -32,7 +32,7 @@ class VAE(nn.Module):
             spec.likelihood,
             spec.x_dim,
             gaussian_scale=spec.gaussian_scale,
-            grey_bernoulli=spec.grey_bernoulli,
+            gray_bernoulli=spec.gray_bernoulli,
         )
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -43,7 +43,7 @@ class VAE(nn.Module):
 
 
 class MLPNormalGuide(nn.Module):
-    """The amortised guide q(z|x): a diagonal Normal whose loc and scale come from an MLP."""
+    """The amortized guide q(z|x): a diagonal Normal whose loc and scale come from an MLP."""
 
     def __init__(
         self, spec: ModelSpec, min_scale: float = 1e-4, hidden: tuple[int, ...] | None = None

@@ -7,7 +7,7 @@ after the validation split; the other training rows are unlabelled. Each unlabel
 accuracy of q(y|x) join the metrics; the report adds the accuracy of the same classifier
 network trained on the N labelled rows alone (the baseline) and three figures.
 
-Classifiers trained on dynamically binarized batches are scored on the grey-level held-out
+Classifiers trained on dynamically binarized batches are scored on the gray-level held-out
 images (the mean of the binarizations they were trained on); ``*_binarized`` accuracies score
 the one fixed binarization that the held-out ELBOs use.
 """
@@ -112,7 +112,7 @@ class SSVAERecipe(Recipe):
             val_accuracy=accuracy(model.classifier, x_val, data.y_val),
             test_accuracy=accuracy(model.classifier, x_test, data.y_test),
         )
-        if data.x_test_grey is not None:
+        if data.x_test_gray is not None:
             binary = data.x_test.to(device)
             summary["test_accuracy_binarized"] = accuracy(model.classifier, binary, data.y_test)
         summary.update(self.train_baseline(model, data, config))
@@ -172,7 +172,7 @@ class SSVAERecipe(Recipe):
                 patience=BASELINE_PATIENCE,
             )
         scores = {"baseline_accuracy": accuracy(network, x_test, data.y_test)}
-        if data.x_test_grey is not None:
+        if data.x_test_gray is not None:
             binary = data.x_test.to(device)
             scores["baseline_accuracy_binarized"] = accuracy(network, binary, data.y_test)
         return {
@@ -204,9 +204,9 @@ def analogies(model, guide, x: torch.Tensor, y: torch.Tensor | None, columns: in
 
 def classifier_inputs(data, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The validation and test rows a classifier is scored on, ``(n_val, D)``, ``(n_test, D)``:
-    the grey-level images under dynamic binarization, else the rows the model sees."""
-    x_val = data.x_val if data.x_val_grey is None else data.x_val_grey
-    x_test = data.x_test if data.x_test_grey is None else data.x_test_grey
+    the gray-level images under dynamic binarization, else the rows the model sees."""
+    x_val = data.x_val if data.x_val_gray is None else data.x_val_gray
+    x_test = data.x_test if data.x_test_gray is None else data.x_test_gray
     return x_val.to(device), x_test.to(device)
 
 

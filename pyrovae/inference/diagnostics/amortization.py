@@ -1,14 +1,14 @@
-"""The amortisation gap (Cremer, Li & Duvenaud, 2018): what the shared encoder costs.
+"""The amortization gap (Cremer, Li & Duvenaud, 2018): what the shared encoder costs.
 
 For each of M rows, the distribution the guide gives each local site is rebuilt with free
 parameters of its own, started at the encoder's output (for a Normal: loc and log scale),
-and optimised by Adam on that row's ELBO with the model fixed. Then, per row,
+and optimized by Adam on that row's ELBO with the model fixed. Then, per row,
 
-    amortisation gap   = ELBO(optimised q) - ELBO(amortised q)
-    approximation gap  ~ IWAE_K - ELBO(optimised q)        (IWAE_K <= log p(x), so this is
+    amortization gap   = ELBO(optimized q) - ELBO(amortized q)
+    approximation gap  ~ IWAE_K - ELBO(optimized q)        (IWAE_K <= log p(x), so this is
                                                             a lower bound on the gap)
 
-and their sum is the whole gap IWAE_K - ELBO(amortised q) of the guide family on these rows.
+and their sum is the whole gap IWAE_K - ELBO(amortized q) of the guide family on these rows.
 Works from traces: any guide whose local sites are parametric distributions (Normal,
 MultivariateNormal, LowRankMultivariateNormal, Categorical, ...), including enumerated
 sites, whose free parameters carry one value per enumerated class.
@@ -32,7 +32,7 @@ from pyrovae.inference.diagnostics.importance import (
 )
 from pyrovae.inference.diagnostics.structure import PairStructure, frozen_parameters
 
-# Alternative parameterisations of one distribution: free the first one present.
+# Alternative parameterizations of one distribution: free the first one present.
 PREFERRED = (("logits", "probs"), ("scale_tril", "covariance_matrix", "precision_matrix"))
 
 
@@ -68,7 +68,7 @@ def _parameter_names(fn) -> list[str]:
 
 
 def free_site(name: str, site: dict, particle_plate: str) -> FreeSite:
-    """Free parameters for the guide site ``site``, initialised at its current values."""
+    """Free parameters for the guide site ``site``, initialized at its current values."""
     fn, event_dims = site["fn"], 0
     while isinstance(fn, dist.Independent):
         event_dims += fn.reinterpreted_batch_ndims
@@ -143,7 +143,7 @@ def free_guide(guide, x: torch.Tensor, structure: PairStructure) -> tuple:
 
 @dataclass
 class AmortizationGap:
-    """Per-row ELBOs (nats) before and after optimising each row's own q, and IWAE_K."""
+    """Per-row ELBOs (nats) before and after optimizing each row's own q, and IWAE_K."""
 
     rows: list[int]
     elbo_amortized: torch.Tensor
@@ -189,7 +189,7 @@ def amortization_gap(
     eval_samples: int = 1000,
     progress: bool = False,
 ) -> AmortizationGap:
-    """Optimise per-row variational parameters for the rows ``rows`` of ``x: (N, D)``.
+    """Optimize per-row variational parameters for the rows ``rows`` of ``x: (N, D)``.
 
     :param steps: Adam steps on the rows' summed ELBO (the rows do not interact, so each
         row's parameters follow its own ELBO); the learning rate decays linearly to lr / 100.
@@ -208,7 +208,7 @@ def amortization_gap(
         try:
             program, leaves = free_guide(guide, points, structure)
         except NotReparametrizable as exc:
-            raise PyrovaeError(f"no per-row variational parameters to optimise: {exc}") from exc
+            raise PyrovaeError(f"no per-row variational parameters to optimize: {exc}") from exc
         optimizer = torch.optim.Adam(leaves, lr=lr)
         schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=steps)
         with pyro.validation_enabled(False):

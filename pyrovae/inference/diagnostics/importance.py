@@ -6,7 +6,7 @@ data plate, which gives one weight per *batch*; the importance-weighted bound of
 
     log p(x_i) >= E log (1/K) sum_k w_ik,    w_ik = p(x_i, z_ik) / q(z_ik | x_i),  z_ik ~ q
 
-This module traces the guide under a vectorised particle plate and the model replayed on
+This module traces the guide under a vectorized particle plate and the model replayed on
 it, and sums each site's log density over every plate except the particle and data plates.
 Guide sites configured for enumeration (the class of the semi-supervised VAE) are summed
 out exactly inside each weight: ``w_ik = sum_y p(x_i, y, z_iky) / q(z_iky | x_i, y)``. Sites
@@ -93,7 +93,7 @@ def point_terms(
 
     With ``vectorize=False`` the programs run once without a particle plate (one particle),
     for programs that cannot broadcast over a leading sample dimension. Gradients flow when
-    enabled (the amortisation-gap optimiser uses them).
+    enabled (the amortization-gap optimizer uses them).
     """
     nesting = structure.max_plate_nesting + (1 if vectorize else 0)
     particle_dim = -nesting
@@ -157,7 +157,7 @@ def _sum_dims(t: torch.Tensor, dims: list[int]) -> torch.Tensor:
 def _to_particles_rows(t: torch.Tensor, nesting: int, data_dim: int, shape) -> torch.Tensor:
     """A sum of site log densities over ``nesting`` plate dims -> ``(K, B)``.
 
-    The particle plate is the leftmost of those dims (absent without vectorisation, then
+    The particle plate is the leftmost of those dims (absent without vectorization, then
     K = 1), the data plate is at ``data_dim``; every other plate dim was summed to size 1,
     and so were the enumeration dims further left.
     """
@@ -176,7 +176,7 @@ class ImportanceWeights:
 
     :param log_weights: ``(N, K)`` float64, nats.
     :param elbo: ``(N,)`` float64: the ELBO of each row, averaged over the same K draws.
-    :param vectorized: whether the particles were drawn in one vectorised pass.
+    :param vectorized: whether the particles were drawn in one vectorized pass.
     """
 
     log_weights: torch.Tensor
@@ -221,7 +221,7 @@ def importance_weights(
     all_rows: bool = False,
     progress: bool = False,
 ) -> ImportanceWeights:
-    """``num_samples`` importance log-weights per row of ``x: (N, D)``, in vectorised chunks.
+    """``num_samples`` importance log-weights per row of ``x: (N, D)``, in vectorized chunks.
 
     :param max_elements: bound on particles x rows x D per pass (memory).
     :param all_rows: pass all N rows at once (for a guide with parameters of its own per

@@ -8,7 +8,7 @@ other latents is evaluated at their drawn values). Per dimension:
   Normal against a Normal prior, a Categorical against a Categorical, ...);
 - for a correlated Gaussian q (a full-covariance posterior) the KL of each marginal
   q(z_d | x) against p(z_d), whose sum is below the total KL by q's total correlation;
-- Monte Carlo, log q_d(z_d) - log p_d(z_d) at the drawn z, for other factorised pairs.
+- Monte Carlo, log q_d(z_d) - log p_d(z_d) at the drawn z, for other factorized pairs.
 
 Draws from the guide cover any randomness upstream of a site (a sampled class y).
 
@@ -96,7 +96,7 @@ def _kl_per_dim(q, p, value, particles: int, rows: int) -> tuple[torch.Tensor | 
             return _per_dim(mc, particles, rows), "Monte Carlo"
     except (ValueError, RuntimeError, NotImplementedError):
         pass
-    return None, "none: q does not factorise over dimensions"
+    return None, "none: q does not factorize over dimensions"
 
 
 def _kl_total(q, p, value) -> torch.Tensor | None:

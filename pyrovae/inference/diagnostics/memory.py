@@ -2,9 +2,9 @@
 
 Each pass of the importance weights allocates and frees tensors of about 16 MB. glibc's
 malloc serves such blocks with ``mmap`` (or trims them off the heap) and hands them back to
-the system on ``free``, so the next pass page-faults the same memory in again: on the
-2-core CPU, 2000 Fashion-MNIST rows x 1000 samples took 10.4 to 20.4 s from run to run
-(0.9 to 6.9 million page faults), and 10.8 to 11.6 s with the limits below.
+the system on ``free``, so the next pass page-faults the same memory in again. Run to run,
+that made the IWAE of ``benchmarks/iwae_speed.py`` up to twice as slow, with millions of
+page faults; with the limits below the times are steady.
 """
 
 import ctypes

@@ -168,7 +168,7 @@ def condition_on_globals(model, guide, values: dict):
 @contextmanager
 def frozen_parameters(*programs):
     """Within the block no parameter of ``programs`` (``nn.Module`` parameters and Pyro's
-    param store) requires gradients: samplers and optimisers of the latents then neither
+    param store) requires gradients: samplers and optimizers of the latents then neither
     differentiate through them nor meet them as constants they cannot trace."""
     params = [
         p for program in programs if isinstance(program, nn.Module) for p in program.parameters()
