@@ -1,4 +1,5 @@
-"""The README's promises: its user-defined pair trains, and CI runs its commands."""
+"""The README's promises: its user-written pairs train as it says, its recipe example works,
+and CI runs its install and test commands."""
 
 import json
 import math
@@ -6,30 +7,65 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
+import pyrovae
 from pyrovae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_readme_user_pair_trains_through_the_cli(tmp_path, monkeypatch):
-    code = re.search(r"```python\n(# my_pair\.py\n.*?)```", README, re.S).group(1)
+def block(first_line: str) -> str:
+    """The README's python block that starts with ``first_line``."""
+    return re.search(rf"```python\n({re.escape(first_line)}\n.*?)```", README, re.S).group(1)
+
+
+def command_for(module: str) -> list[str]:
+    """The arguments of the README's train_svi.py command that uses ``module``."""
+    line = re.search(rf"python scripts/train_svi.py (.*{module}:.*)\n", README).group(1)
+    return line.split()
+
+
+@pytest.mark.parametrize("module", ["my_vae", "my_fns", "my_pair"])
+def test_readme_user_pairs_train_through_the_cli(module, tmp_path, monkeypatch):
+    code = block(f"# {module}.py")
     assert len(code.strip().splitlines()) <= 30
-    (tmp_path / "my_pair.py").write_text(code)
+    (tmp_path / f"{module}.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("my_pair", None)
+    sys.modules.pop(module, None)
     out = tmp_path / "run"
-    argv = ["--model", "my_pair:Model", "--guide", "my_pair:Guide", "--epochs", "20"]
-    assert main([*argv, "--quiet", "--out", str(out)]) == 0
+    argv = [*command_for(module), "--epochs", "20", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"] == "my_pair:Model"
+    assert summary["model"] == argv[1]
     # Better than 64 fair coins (64 log 2 = 44.4 nats): the pair has learned something.
     assert summary["test_elbo"] > -64 * math.log(2)
+    sys.modules.pop(module, None)
+    loaded = pyrovae.load_run(out)  # and it comes back from its folder
+    assert callable(loaded.model) and callable(loaded.guide)
+
+
+def test_readme_recipe_example_adds_its_option_and_summary(tmp_path, monkeypatch):
+    namespace: dict = {}
+    exec(block("from pyrovae.recipes import Recipe, RecipeOption, Report"), namespace)
+    pair: dict = {}
+    exec(block("# my_pair.py"), pair)
+    run = pyrovae.train(
+        model=pair["Model"],
+        recipe=namespace["MyRecipe"],
+        temperature=2.5,
+        epochs=2,
+        quiet=True,
+        out=str(tmp_path / "r"),
+    )
+    assert run.summary["guide"] == "mlp-normal"  # the recipe's default guide
+    assert run.summary["temperature"] == 2.5 and run.config.options == {"temperature": 2.5}
 
 
 def test_ci_runs_the_readme_install_and_test_commands():
-    block = re.search(r"## Install, run, test\n\n```bash\n(.*?)```", README, re.S).group(1)
-    install, run, test = block.strip().splitlines()
+    commands = re.search(r"## Install, run, test\n\n```bash\n(.*?)```", README, re.S).group(1)
+    install, run, test = commands.strip().splitlines()
     assert run == "python scripts/train_svi.py"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert install in ci
