@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.settings import option
 
 DEFAULT_KS = (1, 10, 100, 1000, 5000)
 FIGURES = {
@@ -78,29 +80,44 @@ def _spread_rows(khat: np.ndarray | None, count: int, n: int, generator: np.rand
     return [int(order[p]) for p in picks]
 
 
+@dataclass
+class DiagnosisOptions:
+    """What :func:`diagnose` computes; ``scripts/diagnose.py`` makes a flag of each field."""
+
+    iwae_samples: int = option(1000, "K, importance samples per row (0: skip IWAE and k-hat)")
+    nuts_points: int = option(4, "rows given a NUTS reference posterior (0: skip)")
+    amortization_points: int = option(100, "rows whose q is refitted on its own (0: skip)")
+    max_points: int | None = option(None, "use only the first N test rows (default: all)")
+    nuts_samples: int = option(500, "NUTS draws kept per chain")
+    nuts_warmup: int = option(500, "NUTS adaptation steps per chain")
+    nuts_chains: int = option(2, "NUTS chains (at least 2, for R-hat)")
+    amortization_steps: int = option(500, "Adam steps of the per-row refit")
+    seed: int = option(0, "random seed")
+
+    def __post_init__(self):
+        for name in ("iwae_samples", "nuts_points", "amortization_points"):
+            if getattr(self, name) < 0:
+                flag = "--" + name.replace("_", "-")
+                raise PyrovaeError(f"{flag} must be 0 (skip) or more, got {getattr(self, name)}")
+        if self.nuts_points and self.nuts_chains < 2:
+            raise PyrovaeError(
+                f"--nuts-chains must be at least 2 (for R-hat), got {self.nuts_chains}"
+            )
+        for name in ("nuts_samples", "nuts_warmup", "amortization_steps"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise PyrovaeError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        if self.max_points is not None and self.max_points < 1:
+            raise PyrovaeError(f"--max-points must be at least 1, got {self.max_points}")
+
+
 def diagnose(
-    run,
-    *,
-    iwae_samples: int = 1000,
-    nuts_points: int = 4,
-    amortization_points: int = 100,
-    max_points: int | None = None,
-    nuts_samples: int = 500,
-    nuts_warmup: int = 500,
-    nuts_chains: int = 2,
-    amortization_steps: int = 500,
-    device: str = "cpu",
-    seed: int = 0,
-    write: bool = True,
-    progress: bool = False,
+    run, *, device: str = "cpu", write: bool = True, progress: bool = False, **options
 ) -> dict:
     """Posterior diagnostics of a trained run on its test rows; the numbers as a dict.
 
     :param run: a :class:`pyrovae.Run` or the path of a run folder.
-    :param iwae_samples: K, importance samples per row (0 skips the IWAE and k-hat).
-    :param nuts_points: rows given a NUTS reference posterior (0 skips it).
-    :param amortization_points: rows whose q is optimized on its own (0 skips it).
-    :param max_points: use only the first this many test rows (default: all).
+    :param options: fields of :class:`DiagnosisOptions` (``iwae_samples=1000``, ...).
     :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
         folder.
 
@@ -111,50 +128,18 @@ def diagnose(
     from pyrovae.inference.diagnostics.memory import retain_freed_memory
     from pyrovae.inference.diagnostics.structure import frozen_parameters
 
-    for name, value in (
-        ("iwae-samples", iwae_samples),
-        ("nuts-points", nuts_points),
-        ("amortization-points", amortization_points),
-    ):
-        if value < 0:
-            raise PyrovaeError(f"--{name} must be 0 (skip) or more, got {value}")
-    if nuts_points and nuts_chains < 2:
-        raise PyrovaeError(f"--nuts-chains must be at least 2 (for R-hat), got {nuts_chains}")
+    unknown = sorted(set(options) - {f.name for f in fields(DiagnosisOptions)})
+    if unknown:
+        raise PyrovaeError(f"diagnose has no option {unknown[0]!r}")
+    settings = DiagnosisOptions(**options)
     if not isinstance(run, Run):
         run = load_run(run, device=device)
     retain_freed_memory()
     with frozen_parameters(run.model, run.guide), _evaluation_mode(run.model, run.guide):
-        return _diagnose(
-            run,
-            iwae_samples=iwae_samples,
-            nuts_points=nuts_points,
-            amortization_points=amortization_points,
-            max_points=max_points,
-            nuts_samples=nuts_samples,
-            nuts_warmup=nuts_warmup,
-            nuts_chains=nuts_chains,
-            amortization_steps=amortization_steps,
-            seed=seed,
-            write=write,
-            progress=progress,
-        )
+        return _diagnose(run, settings, write=write, progress=progress)
 
 
-def _diagnose(
-    run,
-    *,
-    iwae_samples,
-    nuts_points,
-    amortization_points,
-    max_points,
-    nuts_samples,
-    nuts_warmup,
-    nuts_chains,
-    amortization_steps,
-    seed,
-    write,
-    progress,
-) -> dict:
+def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> dict:
     from pyrovae.inference.diagnostics.amortization import amortization_gap
     from pyrovae.inference.diagnostics.importance import importance_weights
     from pyrovae.inference.diagnostics.latents import latent_health
@@ -166,11 +151,11 @@ def _diagnose(
         inspect_pair,
     )
 
-    pyro.set_rng_seed(seed)
-    generator = np.random.default_rng(seed)
+    pyro.set_rng_seed(opts.seed)
+    generator = np.random.default_rng(opts.seed)
     x = run.data.x_test
-    if max_points is not None:
-        x = x[:max_points]
+    if opts.max_points is not None:
+        x = x[: opts.max_points]
     device = _device_of(run.model, run.guide)
     x = x.to(device)
     if x.shape[0] == 0:
@@ -187,7 +172,7 @@ def _diagnose(
         "rows": "test",
         "num_points": int(x.shape[0]),
         "units": UNITS,
-        "seed": seed,
+        "seed": opts.seed,
         "latent_sites": list(structure.local_sites),
         "global_sites": list(structure.global_sites),
     }
@@ -203,15 +188,15 @@ def _diagnose(
         )
 
     weights = khat = None
-    if iwae_samples and not structure.guide_is_density:
+    if opts.iwae_samples and not structure.guide_is_density:
         notes.append(
             f"no IWAE bound or k-hat: the guide draws {list(structure.point_mass_sites)} from a "
             "point mass (Delta), which has no density to weight by"
         )
-    elif iwae_samples:
+    elif opts.iwae_samples:
         with _timed(seconds, "iwae"):
             weights = importance_weights(
-                model, guide, x, iwae_samples, structure, progress=progress
+                model, guide, x, opts.iwae_samples, structure, progress=progress
             )
         out.update(_iwae_numbers(weights))
         if not weights.vectorized:
@@ -238,8 +223,8 @@ def _diagnose(
 
     reference = None
     out.update(nuts_max_rhat=None, nuts_min_ess=None)
-    if nuts_points:
-        rows = _spread_rows(khat, nuts_points, x.shape[0], generator)
+    if opts.nuts_points:
+        rows = _spread_rows(khat, opts.nuts_points, x.shape[0], generator)
         with _timed(seconds, "nuts"):
             reference = nuts_reference(
                 model,
@@ -247,21 +232,21 @@ def _diagnose(
                 x,
                 rows,
                 structure,
-                num_chains=nuts_chains,
-                num_samples=nuts_samples,
-                warmup_steps=nuts_warmup,
-                seed=seed,
+                num_chains=opts.nuts_chains,
+                num_samples=opts.nuts_samples,
+                warmup_steps=opts.nuts_warmup,
+                seed=opts.seed,
                 jit_compile=True,
                 progress=progress,
             )
         out.update(reference.summary())
 
     out["amortization_gap"] = None
-    if amortization_points and not structure.guide_is_density:
+    if opts.amortization_points and not structure.guide_is_density:
         notes.append("no amortization gap: a point-mass guide has no ELBO to improve")
-    elif amortization_points:
+    elif opts.amortization_points:
         rows = sorted(
-            generator.choice(x.shape[0], min(amortization_points, x.shape[0]), replace=False)
+            generator.choice(x.shape[0], min(opts.amortization_points, x.shape[0]), replace=False)
         )
         with _timed(seconds, "amortization"):
             try:
@@ -271,8 +256,8 @@ def _diagnose(
                     x,
                     [int(r) for r in rows],
                     structure,
-                    steps=amortization_steps,
-                    eval_samples=max(iwae_samples, 100),
+                    steps=opts.amortization_steps,
+                    eval_samples=max(opts.iwae_samples, 100),
                     progress=progress,
                 )
                 out.update(gap.summary())
@@ -422,62 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train_svi.py")
-    add = parser.add_argument
-    add(
-        "--iwae-samples",
-        type=int,
-        default=1000,
-        metavar="K",
-        help="importance samples per row (0: skip)",
-    )
-    add(
-        "--nuts-points",
-        type=int,
-        default=4,
-        metavar="N",
-        help="rows with a NUTS reference (0: skip)",
-    )
-    add(
-        "--amortization-points",
-        type=int,
-        default=100,
-        metavar="M",
-        help="rows for the amortization gap (0: skip)",
-    )
-    add(
-        "--max-points",
-        type=int,
-        default=None,
-        metavar="N",
-        help="use only the first N test rows (default: all)",
-    )
-    add("--nuts-samples", type=int, default=500, help="NUTS draws kept per chain")
-    add("--nuts-warmup", type=int, default=500, help="NUTS adaptation steps per chain")
-    add("--nuts-chains", type=int, default=2, help="NUTS chains (at least 2)")
-    add("--amortization-steps", type=int, default=500, help="Adam steps per amortization-gap fit")
-    add("--device", default="cpu", help="cpu or cuda")
-    add("--seed", type=int, default=0, help="random seed")
-    add("--quiet", action="store_true", help="no progress bars")
+    for f in fields(DiagnosisOptions):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
+        )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        out = diagnose(
-            args.run_dir,
-            iwae_samples=args.iwae_samples,
-            nuts_points=args.nuts_points,
-            amortization_points=args.amortization_points,
-            max_points=args.max_points,
-            nuts_samples=args.nuts_samples,
-            nuts_warmup=args.nuts_warmup,
-            nuts_chains=args.nuts_chains,
-            amortization_steps=args.amortization_steps,
-            device=args.device,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
+        options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
+        out = diagnose(args.run_dir, device=args.device, progress=not args.quiet, **options)
     except PyrovaeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

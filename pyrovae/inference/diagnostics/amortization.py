@@ -25,12 +25,13 @@ import torch
 from torch.distributions import transform_to
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.importance import (
+from pyrovae.inference.diagnostics.importance import importance_weights, point_terms
+from pyrovae.inference.diagnostics.structure import (
     PARTICLE_PLATE,
-    importance_weights,
-    point_terms,
+    PairStructure,
+    frozen_parameters,
+    with_particles,
 )
-from pyrovae.inference.diagnostics.structure import PairStructure, frozen_parameters
 
 # Alternative parameterizations of one distribution: free the first one present.
 PREFERRED = (("logits", "probs"), ("scale_tril", "covariance_matrix", "precision_matrix"))
@@ -100,13 +101,8 @@ def free_site(name: str, site: dict, particle_plate: str) -> FreeSite:
 
 def _guide_sites(guide, x, structure: PairStructure):
     """The guide trace of one particle (inside the particle plate), under enumeration."""
-    nesting = structure.max_plate_nesting + 1
-
-    def program(*args):
-        with pyro.plate(PARTICLE_PLATE, 1, dim=-nesting):
-            return guide(*args)
-
-    enumerated = poutine.enum(program, first_available_dim=-1 - nesting)
+    program = with_particles(guide, 1, structure.particle_dim)
+    enumerated = poutine.enum(program, first_available_dim=structure.particle_dim - 1)
     with poutine.block(), torch.no_grad():
         return poutine.trace(enumerated).get_trace(x)
 

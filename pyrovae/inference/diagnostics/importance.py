@@ -25,9 +25,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.structure import PairStructure
+from pyrovae.inference.diagnostics.structure import PairStructure, with_particles
 
-PARTICLE_PLATE = "diagnostics_particles"
 DEFAULT_MAX_ELEMENTS = 2**22
 """Particles x rows x width of the data drawn in one pass (16 MB per float32 tensor). Small
 passes stay in the CPU's caches: on the 784-400-50 VAE, 2**22 elements score twice as many
@@ -45,14 +44,6 @@ class PointTerms:
 
     log_weight: torch.Tensor
     elbo: torch.Tensor
-
-
-def _with_particles(fn: Callable, num_particles: int, dim: int) -> Callable:
-    def vectorized(*args, **kwargs):
-        with pyro.plate(PARTICLE_PLATE, num_particles, dim=dim):
-            return fn(*args, **kwargs)
-
-    return vectorized
 
 
 def _site_sum(trace, keep: set[int], data_plate: str, which: Callable[[dict], bool]):
@@ -98,8 +89,8 @@ def point_terms(
     nesting = structure.max_plate_nesting + (1 if vectorize else 0)
     particle_dim = -nesting
     if vectorize:
-        guide = _with_particles(guide, num_particles, particle_dim)
-        model = _with_particles(model, num_particles, particle_dim)
+        guide = with_particles(guide, num_particles, particle_dim)
+        model = with_particles(model, num_particles, particle_dim)
     guide = poutine.enum(guide, first_available_dim=-1 - nesting)
     model = poutine.enum(model)  # model-side enumeration continues the guide's dimensions
     guide_trace = poutine.trace(guide).get_trace(x)

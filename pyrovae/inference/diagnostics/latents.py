@@ -20,18 +20,17 @@ collapse: the decoder ignores those dimensions and q(z_d | x) is the prior.
 import math
 from dataclasses import dataclass, field
 
-import pyro
 import pyro.distributions as dist
 import torch
 from torch.distributions import kl_divergence
 
-from pyrovae.inference.diagnostics.importance import PARTICLE_PLATE
 from pyrovae.inference.diagnostics.structure import (
     PairStructure,
     base_distribution,
     is_discrete,
     is_point_mass,
     trace_pair,
+    with_particles,
 )
 
 ACTIVE_THRESHOLD = 0.01
@@ -135,14 +134,9 @@ def latent_health(
     :param num_particles: guide draws per row (for KL that depends on an upstream draw,
         and Monte Carlo KL); posterior means average over them.
     """
-    nesting = structure.max_plate_nesting + 1
 
     def vectorized(fn):
-        def wrapped(*args):
-            with pyro.plate(PARTICLE_PLATE, num_particles, dim=-nesting):
-                return fn(*args)
-
-        return wrapped
+        return with_particles(fn, num_particles, structure.particle_dim)
 
     kl_sums: dict[str, torch.Tensor | None] = {}
     methods: dict[str, str] = {}

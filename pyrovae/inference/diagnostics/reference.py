@@ -22,8 +22,11 @@ import torch
 from pyro.infer import MCMC, NUTS, config_enumerate
 
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
-from pyrovae.inference.diagnostics.importance import PARTICLE_PLATE
-from pyrovae.inference.diagnostics.structure import PairStructure, frozen_parameters
+from pyrovae.inference.diagnostics.structure import (
+    PairStructure,
+    frozen_parameters,
+    with_particles,
+)
 
 
 @dataclass
@@ -95,12 +98,7 @@ def _event_dims(name: str, count: int) -> list[str]:
 
 def _guide_draws(guide, x, structure: PairStructure, draws: int) -> dict[str, torch.Tensor]:
     """``draws`` samples of each local site from the guide on ``x: (M, D)``: ``(draws, M, ...)``."""
-    nesting = structure.max_plate_nesting + 1
-
-    def vectorized(*args):
-        with pyro.plate(PARTICLE_PLATE, draws, dim=-nesting):
-            return guide(*args)
-
+    vectorized = with_particles(guide, draws, structure.particle_dim)
     with poutine.block():
         trace = poutine.trace(vectorized).get_trace(x)
     return {name: trace.nodes[name]["value"] for name in structure.local_sites}

@@ -5,6 +5,7 @@ Nothing here knows a particular model: a pair qualifies when its observed site f
 sits in a plate over the rows of ``x`` (``pyro.plate("data", x.shape[0])``).
 """
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,6 +18,19 @@ from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.posterior import sample_site_names
+
+PARTICLE_PLATE = "diagnostics_particles"
+"""The vectorized plate of independent draws that the diagnostics add left of the pair's."""
+
+
+def with_particles(fn: Callable, num_particles: int, dim: int) -> Callable:
+    """``fn`` run inside ``pyro.plate(PARTICLE_PLATE, num_particles, dim=dim)``."""
+
+    def vectorized(*args, **kwargs):
+        with pyro.plate(PARTICLE_PLATE, num_particles, dim=dim):
+            return fn(*args, **kwargs)
+
+    return vectorized
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,11 @@ class PairStructure:
     @property
     def guide_is_density(self) -> bool:
         return not self.point_mass_sites
+
+    @property
+    def particle_dim(self) -> int:
+        """The batch dimension of the particle plate: left of every plate of the pair."""
+        return -(self.max_plate_nesting + 1)
 
 
 def base_distribution(fn):
