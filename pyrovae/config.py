@@ -13,11 +13,14 @@ from pathlib import Path
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.settings import TrainSettings, option
 
-LEGACY_OPTION_KEYS = {"labels", "alpha", "corruption", "sparsity_target", "sparsity_weight"}
-MODEL_OF_LEGACY_OPTION = {
-    "ssvae": ("labels", "alpha"),
-    "dae": ("corruption",),
-    "sae": ("sparsity_target", "sparsity_weight"),
+# Model options that older run folders keep at the top level of config.json, with the values
+# they held when not given.
+LEGACY_OPTION_DEFAULTS = {
+    "labels": None,
+    "alpha": None,
+    "corruption": 0.3,
+    "sparsity_target": 0.05,
+    "sparsity_weight": 1.0,
 }
 
 
@@ -130,10 +133,9 @@ class TrainConfig(TrainSettings):
         data = dict(data)
         if "grey_bernoulli" in data:  # its former name, in older run folders
             data["gray_bernoulli"] = data.pop("grey_bernoulli")
-        # Older run folders keep the model options at the top level.
-        for key in LEGACY_OPTION_KEYS & set(data):
+        for key in LEGACY_OPTION_DEFAULTS.keys() & set(data):
             value = data.pop(key)
-            if value is not None and key in MODEL_OF_LEGACY_OPTION.get(data.get("model"), ()):
+            if value != LEGACY_OPTION_DEFAULTS[key]:  # given for the run's model
                 data.setdefault("options", {})[key] = value
         unknown = set(data) - known
         if unknown:
