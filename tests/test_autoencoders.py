@@ -14,6 +14,7 @@ import pyro.infer as infer
 import pytest
 import torch
 from sklearn.decomposition import PCA
+from torch import nn
 
 import pyrovae
 from pyrovae.cli import main
@@ -108,8 +109,21 @@ def run_cli(argv):
         return main([str(a) for a in argv])
 
 
+def grid_panel(grid, i: int, nrow: int, shape=(8, 8), pad: int = 2):
+    """Image ``i`` of a tiled grid (``pad`` pixels around and between the images)."""
+    h, w = shape
+    r, c = divmod(i, nrow)
+    top, left = pad + r * (h + pad), pad + c * (w + pad)
+    return grid[top : top + h, left : left + w]
+
+
 @pytest.mark.parametrize("model", ["ae", "dae", "sae", "linear-ae"])
-def test_each_autoencoder_trains_from_the_cli(model, tmp_path):
+def test_each_autoencoder_trains_from_the_cli(model, tmp_path, monkeypatch):
+    import pyrovae
+    from pyrovae.plots import run as run_plots
+    from tests.test_plots import keep_figures
+
+    drawn = keep_figures(monkeypatch, run_plots)
     run = tmp_path / "run"
     argv = ["--model", model, "--epochs", "1", "--quiet", "--hidden", "32", "--latent-dim", "4"]
     assert run_cli([*argv, "--out", run]) == 0
@@ -117,9 +131,20 @@ def test_each_autoencoder_trains_from_the_cli(model, tmp_path):
     assert summary["model"] == model and summary["epochs"] == 1
     assert summary["objective"].startswith("MAP")
     assert math.isfinite(summary["test_elbo"])
-    assert (run / "features.png").is_file()  # digits are images
     expected = "Normal" if model == "linear-ae" else "Bernoulli"
     assert summary["likelihood"] == expected
+    # features.png (digits are images): unit i is the first linear layer's row W_i, each
+    # rescaled to [0, 1] on its own, in a grid of ceil(sqrt(units)) columns.
+    guide = pyrovae.load_run(run).guide
+    weight = next(m for m in guide.modules() if isinstance(m, nn.Linear)).weight.detach()
+    units = weight.shape[0]
+    grid = drawn["features.png"].axes[0].images[0].get_array()
+    nrow = math.ceil(math.sqrt(units))
+    assert summary["features_drawn"] == units == (4 if model == "linear-ae" else 32)
+    for i in (0, units - 1):
+        w = weight[i].reshape(8, 8).numpy()
+        expected_image = (w - w.min()) / (w.max() - w.min())
+        np.testing.assert_allclose(grid_panel(grid, i, nrow), expected_image, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -242,7 +242,12 @@ def test_fa_and_ppca_take_npz_of_any_width(model, width, tmp_path):
         assert "skipped" in run.summary["reference"]  # k >= D: no closed form to compare
 
 
-def test_fa_on_digits_models_gray_levels(tmp_path):
+def test_fa_on_digits_models_gray_levels(tmp_path, monkeypatch):
+    from pyrovae.plots import run as run_plots
+    from tests.test_autoencoders import grid_panel
+    from tests.test_plots import keep_figures
+
+    drawn = keep_figures(monkeypatch, run_plots)
     run = pyrovae.train(
         model="fa", dataset="digits", latent_dim=4, epochs=1, quiet=True, out=str(tmp_path / "r")
     )
@@ -251,7 +256,15 @@ def test_fa_on_digits_models_gray_levels(tmp_path):
     gray = run.data.x_test
     assert ((gray > 0) & (gray < 1)).any()  # not binarized
     assert math.isfinite(run.summary["test_log_likelihood"])
-    assert (run.folder.path / "loadings.png").is_file()
+    # loadings.png: column j of W (data units) as an 8x8 image, rescaled on its own.
+    figure = drawn["loadings.png"]
+    assert figure.axes[0].get_title() == "Loadings W[:, j]"
+    grid = figure.axes[0].images[0].get_array()
+    W = run.model.loadings().detach()
+    for j in range(4):
+        w = W[:, j].reshape(8, 8).numpy()
+        np.testing.assert_allclose(grid_panel(grid, j, 2), (w - w.min()) / (w.max() - w.min()),
+                                   atol=1e-5)  # fmt: skip
 
 
 def test_fa_refuses_another_likelihood(tmp_path):
