@@ -6,6 +6,7 @@ import sys
 import types
 import typing
 from dataclasses import fields
+from pathlib import Path
 
 from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
@@ -103,6 +104,16 @@ def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
     return args, resume
 
 
+def interrupted_message(run_dir) -> str:
+    """What Ctrl-C left: a checkpoint to resume from, a started folder, or nothing."""
+    folder = Path(run_dir) if run_dir else None
+    if folder is not None and (folder / "checkpoint.pt").is_file():
+        return f"interrupted: the last completed epoch is saved; continue with --resume {folder}"
+    if folder is not None and (folder / "config.json").is_file():
+        return f"interrupted before an epoch completed; --resume {folder} starts the run again"
+    return "interrupted before the run folder was written: nothing to resume"
+
+
 def main(argv: list[str] | None = None) -> int:
     args, resume = parse(argv)
     run_dir = resume
@@ -123,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            f"interrupted: the last completed epoch is saved; continue with --resume {run_dir}",
-            file=sys.stderr,
-        )
+        print(interrupted_message(run_dir), file=sys.stderr)
         return 130
     s = run.summary
     if not run.is_main:

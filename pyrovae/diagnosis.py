@@ -30,6 +30,7 @@ import pyro
 import torch
 from torch import nn
 
+from pyrovae.atomic import FILE_MODE
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.settings import option
 
@@ -302,8 +303,10 @@ def _se(values: torch.Tensor) -> float:
 
 
 def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
+    from pyrovae.atomic import atomic_write_text
     from pyrovae.plots import diagnostics as figures
-    from pyrovae.run_folder import atomic_write_text, json_ready
+    from pyrovae.report import write_report
+    from pyrovae.run_folder import json_ready
 
     folder = run.folder.path
     written = []
@@ -343,6 +346,7 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
         folder / "diagnostics.json",
         json.dumps(json_ready({**out, "files": names}), indent=2) + "\n",
     )
+    write_report(folder)  # now with the diagnostics
     return names + ["diagnostics.json"]
 
 
@@ -373,6 +377,7 @@ def _write_inference_data(path: Path, weights, khat, reference) -> Path:
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

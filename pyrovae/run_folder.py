@@ -4,9 +4,14 @@ Layout::
 
     config.json      every option of the run (rebuilds the model with pyrovae.load_run)
     checkpoint.pt    written atomically after every epoch (resume with --resume DIR)
-    metrics.csv      one row per epoch: ELBOs in nats per example, KL weight, seconds
+    metrics.csv      one row per epoch: the objective and ELBOs in nats per example, KL weight
+                     (at the epoch's end), seconds
     summary.json     the final numbers
     *.png            the figures (see pyrovae.figures and the model's recipe)
+    .lock            held (flock) by the process training in the folder
+
+Every file is written atomically (:mod:`pyrovae.atomic`), so a run killed at any moment
+leaves whole files, and ``--resume`` continues from the last checkpoint.
 """
 
 import csv
@@ -14,20 +19,24 @@ import io
 import json
 import math
 import os
-import tempfile
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from pyrovae.atomic import FILE_MODE, atomic_write_text
 from pyrovae.errors import PyrovaeError
 
-METRIC_COLUMNS = ("epoch", "train_elbo", "val_elbo", "test_elbo", "beta", "seconds", "eval_seconds")
+try:  # POSIX; elsewhere run folders are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+METRIC_COLUMNS = (
+    "epoch", "train_objective", "train_elbo", "val_elbo", "test_elbo", "beta", "seconds",
+    "eval_seconds",
+)  # fmt: skip
+RUN_FILES = ("config.json", "checkpoint.pt")
 
 
 def json_ready(value):
@@ -50,16 +59,78 @@ class RunFolder:
         self.checkpoint = self.path / "checkpoint.pt"
         self.metrics = self.path / "metrics.csv"
         self.summary = self.path / "summary.json"
+        self.lock_path = self.path / ".lock"
 
-    def create(self, config) -> None:
-        """Make the folder and write ``config.json``; refuse to overwrite another run."""
-        if self.checkpoint.exists():
+    def check_new(self) -> None:
+        """Refuse an ``--out`` that cannot become a new run folder: a file, a folder under a
+        file, another run, or a folder holding other files (nothing is overwritten)."""
+        path = self.path
+        for parent in [path, *path.parents]:
+            if parent.exists() and not parent.is_dir():
+                what = "is a file" if parent == path else f"is under the file {parent}"
+                raise PyrovaeError(f"--out {path} {what}; choose a folder for the run")
+            if parent.exists():
+                break
+        if not path.is_dir():
+            return
+        entries = sorted(p.name for p in path.iterdir() if p.name != self.lock_path.name)
+        if any(name in RUN_FILES for name in entries):
             raise PyrovaeError(
-                f"{self.path} already holds a run; continue it with --resume {self.path} "
+                f"{path} already holds a run; continue it with --resume {path} "
                 "or choose another --out"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
+        if entries:
+            shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise PyrovaeError(
+                f"--out {path} holds other files ({shown}); choose a new or empty folder, so "
+                "that nothing in it is overwritten"
+            )
+
+    def create(self, config) -> None:
+        """Write ``config.json`` of a new run (under :meth:`locked`, which made the folder),
+        unless a run appeared there meanwhile."""
+        self.check_new()
         self.write_config(config)
+
+    @contextmanager
+    def locked(self, create: bool = False):
+        """Hold the folder's lock for the block: a second process training in the same
+        folder stops with a one-line error naming the holder. The lock dies with its
+        process, so a killed run never blocks its own ``--resume``."""
+        if fcntl is None:
+            yield
+            return
+        if create:
+            self.check_new()
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise PyrovaeError(
+                    f"cannot create the run folder {self.path}: {exc.strerror or exc}; choose "
+                    "a writable --out"
+                ) from exc
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise PyrovaeError(
+                f"cannot write to the run folder {self.path}: {exc.strerror or exc}; choose a "
+                "writable --out"
+            ) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+                raise PyrovaeError(
+                    f"{self.path} is in use by {holder}; wait for it to finish or choose "
+                    "another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since {stamp}".encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def write_config(self, config) -> None:
         atomic_write_text(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")

@@ -3,7 +3,10 @@
 
 import sys
 
-from pyrovae.cli import main
-
 if __name__ == "__main__":
+    try:
+        from pyrovae.cli import main  # torch and Pyro take seconds to import
+    except KeyboardInterrupt:
+        print("interrupted while starting: nothing was written", file=sys.stderr)
+        sys.exit(130)
     sys.exit(main())

@@ -127,18 +127,37 @@ def _download(spec: _IdxSpec, root: Path | None) -> dict[str, Path] | None:
 
     base = root if root is not None else DEFAULT_ROOT.expanduser()
     dataset_class = getattr(torchvision.datasets, spec.torchvision_name)
+    before = _existing_dirs(base)
     try:
         with _socket_timeout(DOWNLOAD_TIMEOUT_S):
             dataset_class(str(base), train=True, download=True)
     except (RuntimeError, OSError, ValueError):
+        _remove_new_empty_dirs(base, before)
         return None
     return _idx_paths(base / spec.torchvision_name / "raw")
 
 
+def _existing_dirs(base: Path) -> set[Path]:
+    """``base`` and the folders below it (and above it, up to the first existing one)."""
+    found = {p for p in [base, *base.parents] if p.is_dir()}
+    return found | ({p for p in base.rglob("*") if p.is_dir()} if base.is_dir() else set())
+
+
+def _remove_new_empty_dirs(base: Path, before: set[Path]) -> None:
+    """Remove the folders a failed download created, when they are empty, deepest first."""
+    created = [p for p in [*base.rglob("*"), base, *base.parents] if p.is_dir() and p not in before]
+    for folder in sorted(created, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only empty folders go
+        except OSError:
+            pass
+
+
 def _not_found(name: str, spec: _IdxSpec, looked: list[Path], download: bool) -> PyrovaeError:
-    tried = "download failed" if download else "download is off"
+    tried = "the download failed: no network?" if download else "download is off"
     how = [
-        "run online once with download on to fetch it through torchvision",
+        "run once with network access (it downloads by itself, into --data-root or "
+        "~/.cache/pyrovae)",
         f"pass --data-root DIR holding {', '.join(IDX_FILES.values())} (each may be .gz)",
     ]
     if spec.apt_package:

@@ -87,6 +87,14 @@ class PreparedData:
         """What every training batch goes through: :func:`binarize` or nothing (None)."""
         return binarize if self.dynamic_binarization else None
 
+    def training_rows(self, count: int) -> torch.Tensor:
+        """The first ``count`` training rows as the model scores them: under dynamic
+        binarization, one fixed binarization (seeded like the held-out rows')."""
+        x = self.x_train[:count]
+        if not self.dynamic_binarization:
+            return x
+        return binarize(x, torch.Generator().manual_seed(HELD_OUT_BINARIZATION_SEED + 1))
+
 
 def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())

@@ -1,36 +1,34 @@
 """Checkpoints: written atomically, loaded with ``torch.load(..., weights_only=True)``."""
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from pyrovae.atomic import atomic_write
 from pyrovae.errors import PyrovaeError
 
 FORMAT = "pyrovae-checkpoint-1"
 
 
+REQUIRED_KEYS = (
+    "epoch", "model", "guide", "param_store", "optimizer", "history", "best", "stale_epochs", "rng"
+)  # fmt: skip
+
+
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` to ``path`` so that a crash at any moment leaves the old file or
-    the new one, never a torn one: write a temporary file beside it, fsync, rename."""
+    the new one, never a torn one (see :mod:`pyrovae.atomic`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+def load_checkpoint(path: str | Path, map_location="cpu", require_all: bool = True) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors and plain containers
-    only, so ``weights_only=True`` loading is safe for files from anywhere)."""
+    only, so ``weights_only=True`` loading is safe for files from anywhere).
+
+    :param require_all: check that every key a training run writes is there.
+    """
     path = Path(path)
     if not path.is_file():
         raise PyrovaeError(f"no checkpoint at {path}; was the run started with this --out?")
@@ -43,4 +41,12 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PyrovaeError(f"{path} is not a pyrovae checkpoint (format {FORMAT})")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing and not require_all:
+        return state
+    if missing:
+        raise PyrovaeError(
+            f"checkpoint {path} lacks {', '.join(missing)}: it is incomplete or not from a "
+            "training run; delete it to start the run afresh"
+        )
     return state

@@ -219,11 +219,13 @@ class PairInfo:
     :param latent_sites: the latent site names, in the guide's order.
     :param max_plate_nesting: plate dimensions the programs nest (for Pyro's ELBOs).
     :param enumerated_sites: guide sites configured for enumeration (need ``--elbo enum``).
+    :param elbo: the one-draw ELBO estimate of the batch, nats per row (log p - log q).
     """
 
     latent_sites: list[str]
     max_plate_nesting: int
     enumerated_sites: list[str]
+    elbo: float
 
 
 def check_pair(model, guide, *args) -> PairInfo:
@@ -249,7 +251,8 @@ def check_pair(model, guide, *args) -> PairInfo:
     enumerated = [
         n for n, site in _sample_sites(guide_trace).items() if site["infer"].get("enumerate")
     ]
-    return PairInfo(names, max([1, *dims]), enumerated)
+    elbo = float((model_trace.log_prob_sum() - guide_trace.log_prob_sum()).detach()) / x.shape[0]
+    return PairInfo(names, max([1, *dims]), enumerated, elbo)
 
 
 def observation(model, x: torch.Tensor) -> tuple[str, str]:

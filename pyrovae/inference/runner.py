@@ -48,6 +48,10 @@ def _with_param_registration(name: str, program) -> Callable:
     return registered
 
 
+EXPLOSION = 100
+"""A held-out ELBO this many times the starting one's magnitude below it has exploded."""
+
+
 def _with_enumeration(settings: TrainSettings, enumerated: list[str]) -> TrainSettings:
     """``settings`` with ``elbo="enum"`` when the guide enumerates sites and the ELBO is the
     default ``trace``; any other ELBO that cannot sum them out is a one-line error."""
@@ -93,6 +97,9 @@ class Trainer:
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
     :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
         accuracy) joins the epoch's metrics row.
+    :param train_x: ``(m, D)`` training rows (as the model scores them) on which the ELBO
+        with KL weight 1 is evaluated in epochs whose objective weighted the KL term
+        (annealing, a beta-VAE); without them ``train_elbo`` is the objective.
     """
 
     is_main = True  # the process that writes checkpoints and reports (see DistributedTrainer)
@@ -109,8 +116,11 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None,
         epoch_metrics: Callable[[], dict] | None = None,
+        train_x: torch.Tensor | None = None,
     ):
         self.model, self.guide = model, guide
+        self.train_x = train_x
+        self._kl_weights: set[float] = set()
         self.batches = batches
         self.settings = settings
         self.val_x, self.test_x = val_x, test_x
@@ -124,6 +134,8 @@ class Trainer:
         with torch.no_grad():
             info = check_pair(model, guide, *warmup_args)
         self.settings = settings = _with_enumeration(settings, info.enumerated_sites)
+        # The scale against which an exploding loss is told from training (see _check_finite).
+        self.initial_elbo = info.elbo
         self.train_elbo, self.eval_elbo = build_elbos(
             settings.elbo,
             num_particles=settings.num_particles,
@@ -157,6 +169,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "stale_epochs": self.stale_epochs,
+            "initial_elbo": self.initial_elbo,
             "rng": self._rng_state(),
             "settings": asdict(self.settings),
         }
@@ -169,6 +182,7 @@ class Trainer:
         self.history = list(state["history"])
         self.best = state["best"]
         self.stale_epochs = state["stale_epochs"]
+        self.initial_elbo = state.get("initial_elbo", self.initial_elbo)
         self._set_rng_state(state["rng"])
 
     def _rng_state(self) -> dict:
@@ -192,9 +206,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
     def train_epoch(self) -> float:
-        """One pass over the training batches; returns the mean training ELBO per example."""
+        """One pass over the training batches; returns the mean training objective per
+        example (the ELBO, unless the KL weight differs from 1 or the model adds terms)."""
         steps = len(self.batches)
         total = torch.zeros(())
+        self._kl_weights = set()
         # The warm-up trace validated the programs and the data; checking distribution
         # arguments again on every step costs ~10% of an epoch (measured with
         # benchmarks/speed.py), and a NaN/inf loss is still caught after the epoch.
@@ -221,6 +237,7 @@ class Trainer:
         self.latent_scale.scale = beta_schedule(
             global_step, len(self.batches), settings.beta, settings.anneal_epochs
         )
+        self._kl_weights.add(self.latent_scale.scale)
         loss = self.loss(args)
         self.optimizer.zero_grad(set_to_none=True)
         self.backward(loss)
@@ -244,10 +261,14 @@ class Trainer:
         """Train for one epoch and evaluate; the metrics row of that epoch."""
         try:
             start = time.perf_counter()
-            train_elbo = self.train_epoch()
+            train_objective = self.train_epoch()
             seconds = time.perf_counter() - start
             start = time.perf_counter()
             val_elbo, test_elbo = self.evaluate(self.val_x), self.evaluate(self.test_x)
+            train_elbo = train_objective
+            if self._kl_weights != {1.0} and self.train_x is not None:
+                # The objective weighted the KL term: the true ELBO of training rows apart.
+                train_elbo = self.evaluate(self.train_x)
         except ValueError as exc:
             # Non-finite parameters, or finite ones so large that a network output
             # overflows, fail torch's distribution argument checks before any loss exists:
@@ -259,6 +280,7 @@ class Trainer:
             raise AssertionError("unreachable") from exc
         row = {
             "epoch": self.epoch + 1,
+            "train_objective": train_objective,
             "train_elbo": train_elbo,
             "val_elbo": val_elbo,
             "test_elbo": test_elbo,
@@ -284,11 +306,21 @@ class Trainer:
         )
 
     def _check_finite(self, row: dict) -> None:
-        """Stop with a clear message (the last checkpoint stays) when an ELBO is NaN/inf."""
+        """Stop with a clear message (the last checkpoint stays) when an ELBO is NaN/inf, or
+        when a held-out ELBO has fallen EXPLOSION times further below zero than the first
+        batch's ELBO before training: the loss has exploded without reaching NaN."""
         for key in ("train_elbo", "val_elbo", "test_elbo"):
             if math.isfinite(row[key]) or (key != "train_elbo" and self._absent(key)):
                 continue
             self._diverged(key.replace("_", " "), row[key])
+        floor = self.initial_elbo - EXPLOSION * max(1.0, abs(self.initial_elbo))
+        for key in ("val_elbo", "test_elbo"):
+            if not self._absent(key) and row[key] < floor:
+                self._diverged(
+                    key.replace("_", " "),
+                    f"{row[key]:.4g} nats, more than {EXPLOSION}x below the "
+                    f"{self.initial_elbo:.4g} it started from",
+                )
 
     def _absent(self, key: str) -> bool:
         x = self.val_x if key == "val_elbo" else self.test_x
