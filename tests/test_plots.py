@@ -728,3 +728,29 @@ def test_no_pyplot_figures_leak(tmp_path, gen):
     plots.plot_samples(torch.rand(4, 64, generator=gen), IMAGE_SHAPE, tmp_path / "s.png")
     plots.plot_latent_space(torch.randn(10, 2, generator=gen), None, tmp_path / "l.png")
     assert plt.get_fignums() == before
+
+
+# ----------------------------------------------------------------------------- class names
+
+
+def test_named_classes_label_the_legend_ticks_and_rows():
+    from pyrovae.data.idx import FASHION_MNIST_CLASSES as NAMES
+    from pyrovae.plots import run as run_plots
+    from pyrovae.plots import ssvae as ssvae_plots
+
+    labels = torch.arange(40) % 10
+    fig = run_plots.latent_space_figure(torch.randn(40, 3), labels, class_names=NAMES)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(NAMES)
+    fig = run_plots.latent_space_figure(torch.randn(40, 1), labels, class_names=NAMES)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(NAMES)
+    fig = ssvae_plots.confusion_matrix_figure(labels, labels, 10, class_names=NAMES)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(NAMES)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(NAMES)
+    sources, generated = torch.rand(3, 4), torch.rand(10, 3, 4)
+    fig = ssvae_plots.analogies_figure(sources, generated, (2, 2), class_names=NAMES)
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert rows == ["input (z)", *(f"y = {name}" for name in NAMES)]
+    # Without names the classes are their numbers.
+    fig = run_plots.latent_space_figure(torch.randn(40, 3), labels)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list("0123456789")

@@ -33,6 +33,7 @@ class Dataset:
     support: str
     num_classes: int | None = None
     extras: dict = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None  # when the classes have names besides numbers
 
     @property
     def x_dim(self) -> int:

@@ -34,10 +34,17 @@ IDX_FILES = {
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _IdxSpec:
     torchvision_name: str  # class in torchvision.datasets, also its folder under root
     num_classes: int
+    class_names: tuple[str, ...] | None = None
     system_dirs: tuple[str, ...] = ()  # searched only when no root is given
     apt_package: str | None = None
 
@@ -47,6 +54,7 @@ _IDX_SPECS = {
     "fashion-mnist": _IdxSpec(
         "FashionMNIST",
         10,
+        FASHION_MNIST_CLASSES,
         system_dirs=("/usr/share/datasets/fashion-mnist",),
         apt_package="dataset-fashion-mnist",
     ),
@@ -197,4 +205,5 @@ def load_idx_dataset(
         image_shape=tuple(int(d) for d in arrays["x_train"].shape[1:]),
         support="unit",
         num_classes=spec.num_classes,
+        class_names=spec.class_names,
     )

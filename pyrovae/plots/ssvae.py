@@ -29,13 +29,14 @@ ACCURACY_SERIES = (("val_accuracy", "M2 validation"), ("test_accuracy", "M2 test
 
 
 def analogies_figure(
-    sources, generated, image_shape: tuple[int, int], title: str = "Analogies"
+    sources, generated, image_shape: tuple[int, int], title: str = "Analogies", class_names=None
 ) -> Figure:
     """The M2 "analogies" grid: one column per style z, one row per class.
 
     :param sources: ``(n, h*w)`` images whose inferred style z fills each column (top row).
     :param generated: ``(K, n, h*w)`` decoder means ``E[x | y = k, z_j]``: row k + 1, column j.
     :param image_shape: ``(h, w)``.
+    :param class_names: one per class, for the row labels (default: the class numbers).
     """
     sources = as_matrix(sources, "sources")
     generated = to_numpy(generated).astype(np.float64)
@@ -52,23 +53,32 @@ def analogies_figure(
     row_height = grid.shape[0] / (k + 1)
     ax.set_yticks(
         [(i + 0.5) * row_height for i in range(k + 1)],
-        ["input (z)", *(f"y = {c}" for c in range(k))],
+        ["input (z)", *(f"y = {c}" for c in (class_names or range(k)))],
     )
     ax.set_xlabel("shared style z inferred from the input at the top of each column")
     return fig
 
 
 def plot_analogies(
-    sources, generated, image_shape: tuple[int, int], path, title: str = "Analogies"
+    sources,
+    generated,
+    image_shape: tuple[int, int],
+    path,
+    title: str = "Analogies",
+    class_names=None,
 ) -> Path:
     """:func:`analogies_figure` written as a PNG at ``path``; returns the Path."""
-    return save_figure(analogies_figure(sources, generated, image_shape, title), path)
+    figure = analogies_figure(sources, generated, image_shape, title, class_names)
+    return save_figure(figure, path)
 
 
-def confusion_matrix_figure(y_true, y_pred, num_classes: int, title: str = "") -> Figure:
+def confusion_matrix_figure(
+    y_true, y_pred, num_classes: int, title: str = "", class_names=None
+) -> Figure:
     """Row-normalized confusion matrix (rows: true class, columns: predicted) with counts.
 
     :param y_true, y_pred: ``(n,)`` integer classes in ``[0, num_classes)``.
+    :param class_names: one per class, for the tick labels (default: the class numbers).
     :param title: default ``"Confusion matrix (accuracy a)"``, a the share of right guesses.
     """
     y_true = to_numpy(y_true).reshape(-1).astype(np.int64)
@@ -88,8 +98,9 @@ def confusion_matrix_figure(y_true, y_pred, num_classes: int, title: str = "") -
                 color = "white" if share[i, j] > 0.5 else "black"
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color)
     ticks = range(num_classes)
-    ax.set_xticks(ticks)
-    ax.set_yticks(ticks)
+    names = list(class_names) if class_names is not None else [str(c) for c in ticks]
+    ax.set_xticks(ticks, names, rotation=90 if class_names is not None else 0)
+    ax.set_yticks(ticks, names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = np.trace(counts) / max(counts.sum(), 1)
@@ -98,9 +109,12 @@ def confusion_matrix_figure(y_true, y_pred, num_classes: int, title: str = "") -
     return fig
 
 
-def plot_confusion_matrix(y_true, y_pred, num_classes: int, path, title: str = "") -> Path:
+def plot_confusion_matrix(
+    y_true, y_pred, num_classes: int, path, title: str = "", class_names=None
+) -> Path:
     """:func:`confusion_matrix_figure` written as a PNG at ``path``; returns the Path."""
-    return save_figure(confusion_matrix_figure(y_true, y_pred, num_classes, title), path)
+    figure = confusion_matrix_figure(y_true, y_pred, num_classes, title, class_names)
+    return save_figure(figure, path)
 
 
 def accuracy_curves_figure(

@@ -127,7 +127,11 @@ class SSVAERecipe(Recipe):
             y_pred = predict(model.classifier, x_test).cpu()
             figures.append(
                 ssvae_plots.plot_confusion_matrix(
-                    data.y_test, y_pred, model.num_classes, out_dir / "confusion_matrix.png"
+                    data.y_test,
+                    y_pred,
+                    model.num_classes,
+                    out_dir / "confusion_matrix.png",
+                    class_names=data.dataset.class_names,
                 )
             )
         if data.dataset.image_shape is not None:
@@ -138,6 +142,7 @@ class SSVAERecipe(Recipe):
                     generated.cpu(),
                     data.dataset.image_shape,
                     out_dir / "analogies.png",
+                    class_names=data.dataset.class_names,
                 )
             )
         return report
