@@ -185,3 +185,33 @@ def test_divergence_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     kept = load_checkpoint(checkpoint)
     assert kept["epoch"] == 5
     assert torch.equal(kept["model"]["decoder.0.weight"], good["model"]["decoder.0.weight"])
+
+
+def test_annealed_runs_report_the_objective_and_the_true_elbo(tmp_path):
+    """With a KL weight below 1 the objective (averaged over the epoch's steps) is not the
+    ELBO: train_elbo is the ELBO of the training rows (KL weight 1) at the epoch's end, as
+    Pyro's Trace_ELBO gives it for the kept parameters."""
+    from pyro.infer import Trace_ELBO
+
+    run = pyrovae.train(
+        dataset="digits", epochs=3, anneal_epochs=6, out=str(tmp_path / "r"), **TINY
+    )
+    assert all(row["beta"] < 1 for row in run.history)
+    assert run.summary["train_objective"] == run.history[run.summary["best_epoch"] - 1][
+        "train_objective"
+    ]
+    loaded = pyrovae.load_run(tmp_path / "r")
+    rows = loaded.data.training_rows(10_000)
+    assert set(rows.unique().tolist()) <= {0.0, 1.0}  # one fixed binarization
+    with torch.no_grad():
+        elbo = -Trace_ELBO(num_particles=100, vectorize_particles=True).loss(
+            loaded.model, loaded.guide, rows
+        ) / rows.shape[0]
+    assert elbo == pytest.approx(run.summary["train_elbo"], abs=0.3)
+    # A beta-VAE's objective pays 4 more KLs than its ELBO.
+    beta = pyrovae.train(dataset="digits", epochs=2, beta=5, out=str(tmp_path / "b"), **TINY)
+    for row in beta.history:
+        assert row["train_objective"] < row["train_elbo"] - 1.0
+    # Without annealing the two columns are the same number.
+    plain = pyrovae.train(dataset="digits", epochs=1, out=str(tmp_path / "p"), **TINY)
+    assert plain.history[0]["train_objective"] == plain.history[0]["train_elbo"]
