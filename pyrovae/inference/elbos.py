@@ -3,6 +3,7 @@
 import pyro.infer as infer
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.iwae import IWAE
 
 # name -> (training estimator, evaluation estimator). JIT variants compile the loss once;
 # evaluation uses the plain twin so that it can run under ``torch.no_grad``.
@@ -14,6 +15,8 @@ ELBOS = {
     "jit-trace": (infer.JitTrace_ELBO, infer.Trace_ELBO),
     "jit-meanfield": (infer.JitTraceMeanField_ELBO, infer.TraceMeanField_ELBO),
     "jit-enum": (infer.JitTraceEnum_ELBO, infer.TraceEnum_ELBO),
+    # The per-row importance-weighted bound; held-out rows are still scored by the ELBO.
+    "iwae": (IWAE, infer.Trace_ELBO),
 }
 # Pyro's class names are accepted too: ``--elbo Trace_ELBO`` is ``--elbo trace``.
 ALIASES = {train.__name__.lower(): name for name, (train, _) in ELBOS.items()}
@@ -31,17 +34,26 @@ def canonical_elbo_name(name: str) -> str:
 
 
 def build_elbos(
-    name: str, *, num_particles: int = 1, max_plate_nesting: int = 1, vectorize: bool = True
+    name: str,
+    *,
+    num_particles: int = 1,
+    max_plate_nesting: int = 1,
+    vectorize: bool = True,
+    enumerated: bool = False,
 ) -> tuple[infer.ELBO, infer.ELBO]:
     """``(train_elbo, eval_elbo)`` for the estimator ``name``.
 
     :param num_particles: samples of z per data point in each estimate.
     :param max_plate_nesting: plates the model nests (1 for ``pyro.plate("data")``).
     :param vectorize: draw the particles in one vectorized pass instead of a Python loop.
+    :param enumerated: the guide enumerates sites: held-out rows are scored by
+        ``TraceEnum_ELBO``, which sums them out.
     """
     if num_particles < 1:
         raise PyrovaeError(f"--num-particles must be at least 1, got {num_particles}")
     train_cls, eval_cls = ELBOS[canonical_elbo_name(name)]
+    if enumerated:
+        eval_cls = infer.TraceEnum_ELBO
     options = dict(
         num_particles=num_particles,
         max_plate_nesting=max_plate_nesting,

@@ -55,12 +55,12 @@ EXPLOSION = 100
 def _with_enumeration(settings: TrainSettings, enumerated: list[str]) -> TrainSettings:
     """``settings`` with ``elbo="enum"`` when the guide enumerates sites and the ELBO is the
     default ``trace``; any other ELBO that cannot sum them out is a one-line error."""
-    if not enumerated or canonical_elbo_name(settings.elbo) == "enum":
+    if not enumerated or canonical_elbo_name(settings.elbo) in ("enum", "iwae"):
         return settings
     if settings.elbo == "trace":
         return replace(settings, elbo="enum")
     raise PyrovaeError(
-        f"the guide enumerates {enumerated}, which only --elbo enum sums out; "
+        f"the guide enumerates {enumerated}, which only --elbo enum (or iwae) sums out; "
         f"got --elbo {settings.elbo}"
     )
 
@@ -140,6 +140,7 @@ class Trainer:
             settings.elbo,
             num_particles=settings.num_particles,
             max_plate_nesting=info.max_plate_nesting,
+            enumerated=bool(info.enumerated_sites),
         )
         if is_jit(settings.elbo):
             programs = [

@@ -35,7 +35,9 @@ class TrainSettings:
     lr: float = option(1e-3, "learning rate")
     optimizer: str = option("adam", "torch optimizer: " + ", ".join(OPTIMIZERS))
     elbo: str = option(
-        "trace", "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum"
+        "trace",
+        "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum, or iwae (the "
+        "per-row importance-weighted bound with --num-particles samples)",
     )
     num_particles: int = option(1, "samples of z per example in each ELBO estimate")
     beta: float = option(1.0, "weight of the KL term (1: the ELBO; other: a beta-VAE)")

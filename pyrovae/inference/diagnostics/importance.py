@@ -78,9 +78,16 @@ def _enum_dims(trace) -> set[int]:
 
 
 def point_terms(
-    model, guide, x: torch.Tensor, num_particles: int, structure: PairStructure, vectorize=True
+    model,
+    guide,
+    x: torch.Tensor,
+    num_particles: int,
+    structure: PairStructure,
+    vectorize=True,
+    args: tuple = (),
 ) -> PointTerms:
-    """Trace ``num_particles`` draws of the guide on ``x: (B, D)`` and score them under the model.
+    """Trace ``num_particles`` draws of the guide on ``x: (B, D)`` (and the programs' further
+    arguments ``args``, e.g. labels) and score them under the model.
 
     With ``vectorize=False`` the programs run once without a particle plate (one particle),
     for programs that cannot broadcast over a leading sample dimension. Gradients flow when
@@ -93,8 +100,8 @@ def point_terms(
         model = with_particles(model, num_particles, particle_dim)
     guide = poutine.enum(guide, first_available_dim=-1 - nesting)
     model = poutine.enum(model)  # model-side enumeration continues the guide's dimensions
-    guide_trace = poutine.trace(guide).get_trace(x)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    guide_trace = poutine.trace(guide).get_trace(x, *args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, *args)
     guide_trace, model_trace = (
         prune_subsample_sites(guide_trace),
         prune_subsample_sites(model_trace),
