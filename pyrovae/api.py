@@ -34,7 +34,9 @@ from pyrovae.models import ModelSpec
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.pairs import build_programs, object_name, recipe_class
 from pyrovae.recipes import Recipe
+from pyrovae.report import write_report
 from pyrovae.run_folder import RunFolder
+from pyrovae.tensorboard_log import TensorBoardLog, chain
 
 PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
 
@@ -228,6 +230,10 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
             out = group.broadcast(out)  # one folder, named by rank 0's clock
         folder = RunFolder(out)
         config = replace(config, out=out)
+    on_epoch, board = folder.write_metrics, None
+    if config.tensorboard and is_main:
+        board = TensorBoardLog(folder.path / "tensorboard")  # no tensorboard: fails here
+        on_epoch = chain(folder.write_metrics, board.on_epoch)
     built = build(config, programs, group.device if group else None)
     config, data, model, guide, recipe = (
         built.config,
@@ -245,7 +251,7 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
         val_x=data.x_val.to(device) if data.x_val.shape[0] else None,
         test_x=data.x_test.to(device),
         checkpoint_path=folder.checkpoint,
-        on_epoch=folder.write_metrics,
+        on_epoch=on_epoch,
         epoch_metrics=lambda: recipe.epoch_metrics(model, guide, data, config),
     )
     batches = recipe.batches(data, config, device)
@@ -273,6 +279,10 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
         summary.update(report.summary)
         summary["figures"] = [Path(p).name for p in report.figures]
         folder.write_summary(summary)
+        if board is not None:
+            board.add_figures(report.figures, step=trainer.epoch)
+            board.close()
+        write_report(folder.path)
     return Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
 
 

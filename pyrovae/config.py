@@ -97,6 +97,11 @@ class TrainConfig(TrainSettings):
     seed: int = option(0, "random seed: same seed, same run")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
     out: str | None = option(None, "run folder (default: runs/<model>-<dataset>-<timestamp>)")
+    tensorboard: bool = option(
+        False,
+        "also log every epoch's metrics and, at the end, the figures to RUN_DIR/tensorboard/ "
+        '(needs the tensorboard package: pip install -e ".[tensorboard]")',
+    )
 
     def __post_init__(self):
         super().__post_init__()

@@ -7,6 +7,7 @@ model and guide) and go to :mod:`pyrovae.plots`. Written into the run folder:
 data, ``spiral.png``.
 """
 
+import math
 from pathlib import Path
 
 import torch
@@ -26,11 +27,19 @@ def device_of(*programs) -> torch.device:
     return torch.device("cpu")
 
 
+def best_epoch(history: list[dict]) -> int | None:
+    """The epoch of the row with the highest ``val_elbo`` (the one the runner keeps; the
+    first of equal ones), or None when no row has a finite validation ELBO."""
+    scored = [r for r in history if r.get("val_elbo") is not None and math.isfinite(r["val_elbo"])]
+    return max(scored, key=lambda r: r["val_elbo"])["epoch"] if scored else None
+
+
 def run_figures(model, guide, data, history: list[dict], out_dir, max_points: int = 2000):
     """Draw every figure of the run into ``out_dir``; returns their paths.
 
     :param data: the run's :class:`~pyrovae.data.PreparedData` (its test rows are used).
-    :param history: the per-epoch metrics rows.
+    :param history: the per-epoch metrics rows (the training curves mark the best epoch
+        and, when it is not 1 everywhere, the KL weight).
     :param max_points: test rows encoded for the latent-space figures.
     """
     out_dir = Path(out_dir)
@@ -41,7 +50,9 @@ def run_figures(model, guide, data, history: list[dict], out_dir, max_points: in
     z = encode(model, guide, x)
     site = latent_site(model, guide, x)
     written = [
-        plots.plot_training_curves(history, out_dir / "training_curves.png"),
+        plots.plot_training_curves(
+            history, out_dir / "training_curves.png", best_epoch=best_epoch(history)
+        ),
         plots.plot_reconstructions(
             _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape,
             out_dir / "reconstructions.png",

@@ -160,6 +160,38 @@ def test_training_curves_empty_raises(tmp_path):
         plots.plot_training_curves([], tmp_path / "x.png")
 
 
+def test_training_curves_mark_the_best_epoch_and_draw_the_kl_weight():
+    betas = [0.25, 0.5, 0.75, 1.0, 1.0]
+    metrics = [
+        {"epoch": e, "train_elbo": -90.0 + e, "val_elbo": -91.0 + e, "beta": b}
+        for e, b in enumerate(betas, start=1)
+    ]
+    fig = plots.training_curves_figure(metrics, best_epoch=3)
+    ax, ax_beta = fig.axes
+    *_, best = ax.lines
+    np.testing.assert_array_equal(best.get_xdata(), [3, 3])
+    assert legend(ax) == ["train", "validation", "best epoch 3"]
+    kl, best_below = ax_beta.lines
+    np.testing.assert_array_equal(kl.get_xydata(), [[e, b] for e, b in enumerate(betas, 1)])
+    np.testing.assert_array_equal(best_below.get_xdata(), [3, 3])
+    assert ax_beta.get_ylabel() == "KL weight" and ax_beta.get_xlabel() == "epoch"
+    assert ax_beta.get_ylim()[0] == 0 and ax_beta.get_ylim()[1] >= 1
+
+
+def test_training_curves_leave_out_the_kl_panel_when_the_weight_is_one():
+    metrics = [{"epoch": e, "train_elbo": -90.0 + e, "beta": 1.0} for e in (1, 2)]
+    (ax,) = plots.training_curves_figure(metrics).axes
+    (line,) = ax.lines  # no best-epoch line without a best epoch
+    assert ax.get_xlabel() == "epoch"
+
+
+def test_training_curves_draw_a_constant_kl_weight_other_than_one():
+    metrics = [{"epoch": e, "train_elbo": -90.0 + e, "beta": 4.0} for e in (1, 2)]
+    _, ax_beta = plots.training_curves_figure(metrics).axes
+    (kl,) = ax_beta.lines
+    np.testing.assert_array_equal(kl.get_xydata(), [[1, 4.0], [2, 4.0]])
+
+
 # ----------------------------------------------------------------------------- reconstructions
 
 

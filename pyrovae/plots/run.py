@@ -27,6 +27,7 @@ from pyrovae.plots.core import (
     as_matrix,
     draw_metric_series,
     grid_figsize,
+    metric_series,
     save_figure,
     show_grid,
     tile_images,
@@ -138,30 +139,51 @@ def project_2d(z) -> tuple[np.ndarray, np.ndarray | None]:
 # ----------------------------------------------------------------------------- training curves
 
 
-def training_curves_figure(metrics: list[dict]) -> Figure:
+def training_curves_figure(metrics: list[dict], best_epoch: int | None = None) -> Figure:
     """ELBO (nats/example, higher is better) per epoch: one line per available series.
 
     ``metrics``: one dict per epoch with ``epoch``, ``train_elbo`` and optionally
-    ``val_elbo`` / ``test_elbo`` (None or NaN when absent).
+    ``val_elbo`` / ``test_elbo`` (None or NaN when absent) and ``beta``, the KL weight.
+    ``best_epoch``: the epoch whose parameters the run keeps, marked by a labeled vertical
+    line. When ``beta`` is not 1 at every epoch (annealing, a beta-VAE), a small panel
+    below the ELBOs draws it against the same epochs.
     """
     if not metrics:
         raise PyrovaeError("plot_training_curves needs at least one epoch of metrics")
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
+    betas = metric_series(metrics, "beta")
+    weighted = bool(np.any(~np.isnan(betas) & (betas != 1.0)))
+    fig = Figure(figsize=(6, 5.2 if weighted else 4), layout="constrained")
+    if weighted:
+        ax, ax_beta = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    else:
+        ax, ax_beta = fig.add_subplot(), None
     draw_metric_series(ax, metrics, ELBO_SERIES)
-    ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats / example)")
     ax.set_title("ELBO per example")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="tab:red", linewidth=0.8, label=f"best epoch {best_epoch}")
     if ax.lines:
         ax.legend(loc="best")
+    if ax_beta is None:
+        ax.set_xlabel("epoch")
+        return fig
+    epochs = np.array([m["epoch"] for m in metrics])
+    ok = ~np.isnan(betas)
+    ax_beta.plot(epochs[ok], betas[ok], color="0.3", marker="o", markersize=2, label="KL weight")
+    if best_epoch is not None:
+        ax_beta.axvline(best_epoch, color="tab:red", linewidth=0.8)
+    ax_beta.set_ylim(0, max(1.0, float(np.nanmax(betas))) * 1.08)
+    ax_beta.set_xlabel("epoch")
+    ax_beta.set_ylabel("KL weight")
+    ax_beta.grid(alpha=0.3)
     return fig
 
 
-def plot_training_curves(metrics: list[dict], path) -> Path:
+def plot_training_curves(metrics: list[dict], path, best_epoch: int | None = None) -> Path:
     """:func:`training_curves_figure` written as a PNG at ``path``; returns the Path."""
-    return save_figure(training_curves_figure(metrics), path)
+    return save_figure(training_curves_figure(metrics, best_epoch), path)
 
 
 # ----------------------------------------------------------------------------- reconstructions
