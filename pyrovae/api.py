@@ -10,6 +10,7 @@ and write the run folder with the recipe's report.
 """
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,12 +34,14 @@ from pyrovae.inference.parameters import owner_module, restore
 from pyrovae.models import ModelSpec
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.pairs import build_programs, object_name, recipe_class
-from pyrovae.recipes import Recipe
+from pyrovae.recipes import GUIDE_OPTIONS, Recipe
 from pyrovae.report import write_report
 from pyrovae.run_folder import RunFolder
 from pyrovae.tensorboard_log import TensorBoardLog, chain
 
 PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
+TRAIN_ELBO_ROWS = 10_000
+"""Training rows on which the ELBO (KL weight 1) is evaluated when the objective is annealed."""
 
 
 @dataclass
@@ -147,7 +150,11 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
     pyro.clear_param_store()
     names = {k: programs.get(k, getattr(config, k)) for k in PROGRAM_KEYS}
     recipe_cls = recipe_class(names["recipe"], names["pair"] or names["model"] or "vae")
-    options = recipe_cls.resolve_options(config.options, f"--model {config.model_name}")
+    guide_name = names["guide"] if isinstance(names["guide"], str) else None
+    if guide_name is None and names["pair"] is None and names["guide"] is None:
+        guide_name = recipe_cls.default_guide
+    who = f"--model {config.model_name}" + (f" with --guide {guide_name}" if guide_name else "")
+    options = recipe_cls.resolve_options(config.options, who, GUIDE_OPTIONS.get(guide_name, ()))
     config = replace(config, options=options)
     dataset = data_lib.load_dataset(
         config.dataset, config.data_root, spiral_noise=config.spiral_noise
@@ -214,13 +221,13 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         config = replace(config or TrainConfig(), **kwargs)
     group = init_distributed(config.device) if config.distributed else None
     try:
-        return _train(config, resume, group, programs)
+        return _train(config, resume, group, programs, epochs_given="epochs" in kwargs)
     finally:
         if group is not None:
             shutdown_distributed()
 
 
-def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
+def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: bool) -> Run:
     is_main = group is None or group.is_main
     if resume is not None:
         folder = RunFolder(resume)
@@ -230,19 +237,15 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
             out = group.broadcast(out)  # one folder, named by rank 0's clock
         folder = RunFolder(out)
         config = replace(config, out=out)
+        if is_main:
+            folder.check_new()  # before building anything
     on_epoch, board = folder.write_metrics, None
     if config.tensorboard and is_main:
         board = TensorBoardLog(folder.path / "tensorboard")  # no tensorboard: fails here
         on_epoch = chain(folder.write_metrics, board.on_epoch)
     built = build(config, programs, group.device if group else None)
-    config, data, model, guide, recipe = (
-        built.config,
-        built.data,
-        built.model,
-        built.guide,
-        built.recipe,
-    )
-    device = built.device
+    config, data, recipe, device = built.config, built.data, built.recipe, built.device
+    model, guide = built.model, built.guide
     if group is not None and group.rank > 0:
         # Same initial parameters on every rank (seeded above); independent draws of z.
         pyro.set_rng_seed(config.seed + 7919 * group.rank)
@@ -253,6 +256,7 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
         checkpoint_path=folder.checkpoint,
         on_epoch=on_epoch,
         epoch_metrics=lambda: recipe.epoch_metrics(model, guide, data, config),
+        train_x=data.training_rows(TRAIN_ELBO_ROWS).to(device),
     )
     batches = recipe.batches(data, config, device)
     if group is None:
@@ -261,29 +265,50 @@ def _train(config: TrainConfig, resume, group, programs: dict) -> Run:
         trainer = DistributedTrainer(
             model, guide, batches, config.settings(), group=group, **trainer_options
         )
-    if resume is not None:
-        if not trainer.resume():
-            raise PyrovaeError(f"{folder.path} has no checkpoint.pt to resume from")
+    with folder.locked(create=resume is None) if is_main else nullcontext():
+        if resume is not None:
+            _continue(trainer, folder, config, epochs_given)
+            if is_main:
+                folder.write_config(config)  # records a changed --epochs
+                if trainer.history:  # a kill may have come after the checkpoint, before this
+                    folder.write_metrics(trainer.history)
+        elif is_main:
+            folder.create(config)
+        if group is not None:
+            group.barrier()
+        history = trainer.fit()
+        summary = _summary(config, built, trainer, history)
+        if group is not None:
+            summary["processes"] = group.world_size
         if is_main:
-            folder.write_config(config)  # records a changed --epochs
-    elif is_main:
-        folder.create(config)
-    if group is not None:
-        group.barrier()
-    history = trainer.fit()
-    summary = _summary(config, built, trainer, history)
-    if group is not None:
-        summary["processes"] = group.world_size
-    if is_main:
-        report = recipe.report(model, guide, data, config, folder.path, history)
-        summary.update(report.summary)
-        summary["figures"] = [Path(p).name for p in report.figures]
-        folder.write_summary(summary)
-        if board is not None:
-            board.add_figures(report.figures, step=trainer.epoch)
-            board.close()
-        write_report(folder.path)
+            report = recipe.report(model, guide, data, config, folder.path, history)
+            summary.update(report.summary)
+            summary["figures"] = [Path(p).name for p in report.figures]
+            folder.write_summary(summary)
+            if board is not None:
+                board.add_figures(report.figures, step=trainer.epoch)
+                board.close()
+            write_report(folder.path)
     return Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
+
+
+def _continue(trainer: Trainer, folder: RunFolder, config: TrainConfig, epochs_given: bool):
+    """Load the run's checkpoint into ``trainer`` (none yet: the run was stopped in its
+    first epoch, and starts again from scratch), refusing an ``--epochs`` it cannot honor."""
+    if not trainer.resume():
+        return
+    trained = trainer.epoch
+    if config.epochs < trained:
+        raise PyrovaeError(
+            f"--epochs {config.epochs} is fewer than the {trained} epochs {folder.path} has "
+            f"trained; give --epochs {trained} or more"
+        )
+    if trainer.stopped_early and epochs_given and config.epochs > trained:
+        raise PyrovaeError(
+            f"{folder.path} stopped early at epoch {trained}: its validation ELBO has not "
+            f"improved for {config.patience} epochs, so more --epochs would train nothing; "
+            "start a new run to train longer (e.g. with --patience 0)"
+        )
 
 
 def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> dict:
@@ -303,6 +328,7 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "best_epoch": best_epoch,
         "stopped_early": trainer.stopped_early,
         "seconds": sum(row["seconds"] + row["eval_seconds"] for row in history),
+        "train_objective": chosen.get("train_objective", math.nan),
         "train_elbo": chosen.get("train_elbo", math.nan),
         "val_elbo": chosen.get("val_elbo", math.nan),
         "test_elbo": chosen.get("test_elbo", math.nan),
@@ -314,6 +340,8 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "num_val": int(data.x_val.shape[0]),
         "num_test": int(data.x_test.shape[0]),
         "units": "nats per example (higher is better)",
+        "taken_at": "best_epoch: the epoch with the best validation ELBO, whose parameters "
+        "the run keeps (the last epoch when there are no validation rows)",
         "versions": {"pyro": pyro.__version__, "torch": torch.__version__},
     }
 

@@ -12,7 +12,7 @@ from pyrovae.config import TrainConfig
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.settings import TrainSettings
 from pyrovae.models import GUIDES, MODELS
-from pyrovae.recipes import RECIPES
+from pyrovae.recipes import GUIDE_OPTIONS, RECIPES
 
 # Options that may be changed when continuing a run with --resume.
 RESUMABLE = {"epochs", "quiet", "device", "eval_batch_size", "distributed"}
@@ -35,13 +35,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def _model_options() -> dict[str, tuple[str, object]]:
-    """Option name -> (the models whose recipes declare it, the option), first one wins."""
+    """Option name -> (``--model M`` or ``--guide G`` naming what declares it, the option)."""
     found: dict[str, tuple[list[str], object]] = {}
-    for name, recipe in RECIPES.items():
-        for option in recipe.options:
-            models, _ = found.setdefault(option.name, ([], option))
-            models.append(name)
-    return {k: (", ".join(models), option) for k, (models, option) in found.items()}
+    declared = [(f"--model {name}", recipe.options) for name, recipe in RECIPES.items()]
+    declared += [(f"--guide {name}", options) for name, options in GUIDE_OPTIONS.items()]
+    for owner, options in declared:
+        for option in options:
+            owners, _ = found.setdefault(option.name, ([], option))
+            owners.append(owner)
+    return {k: (", ".join(owners), option) for k, (owners, option) in found.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             group.add_argument(flag, type=kind, help=help_text, metavar=f.name.upper(), **extra)
     model_groups = {}
-    for name, (models, option) in _model_options().items():
-        if models not in model_groups:
-            model_groups[models] = parser.add_argument_group(f"options of --model {models}")
-        model_groups[models].add_argument(
+    for name, (owners, option) in _model_options().items():
+        if owners not in model_groups:
+            model_groups[owners] = parser.add_argument_group(f"options of {owners}")
+        model_groups[owners].add_argument(
             option.flag,
             type=option.type,
             dest=f"option:{name}",

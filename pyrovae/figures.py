@@ -61,7 +61,9 @@ def run_figures(model, guide, data, history: list[dict], out_dir, max_points: in
             _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)), shape,
             out_dir / "samples.png",
         ),
-        plots.plot_latent_space(_cpu(z), labels, out_dir / "latent_space.png"),
+        plots.plot_latent_space(
+            _cpu(z), labels, out_dir / "latent_space.png", class_names=dataset.class_names
+        ),
         plots.plot_interpolation(
             _cpu(decode(model, interpolate(z, labels), site, dataset.x_dim)), shape,
             out_dir / "interpolation.png",

@@ -177,6 +177,8 @@ CASES = {
     "unknown_flag": (["--learning-rate", "0.1"], ["unrecognized arguments"]),
     "alpha_negative": (["--model", "ssvae", "--alpha", "-1"], ["--alpha", ">= 0"]),
     "corruption_one": (["--model", "dae", "--corruption", "1.5"], ["--corruption", "[0, 1)"]),
+    "rank_without_lowrank": (["--rank", "3"], ["--rank", "--guide mlp-normal"]),
+    "flows_zero": (["--guide", "iaf", "--flows", "0"], ["--flows", "at least 1"]),
     "labels_not_a_multiple": (["--model", "ssvae", "--labels", "15"], ["multiple of 10"]),
     "anneal_with_jit": (["--anneal-epochs", "2", "--elbo", "jit-trace"], ["JIT", "anneal"]),
     "gaussian_scale_negative": (

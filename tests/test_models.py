@@ -27,6 +27,7 @@ PAIRS = sorted(
     {(name, RECIPES[name].default_guide) for name in MODELS}
     | {("vae", g) for g in ("mlp-normal", "linear-normal", "delta", "delta-denoising")}
     | {("vae", "delta-sparse"), ("fa", "linear-normal"), ("fa", "mlp-normal")}
+    | {("vae", "lowrank"), ("vae", "iaf"), ("fa", "lowrank")}
 )
 
 
@@ -38,7 +39,7 @@ def digits():
 
 
 def spec_for(name: str, n: int) -> ModelSpec:
-    options = RECIPES[name].resolve_options({})
+    options = {**RECIPES[name].resolve_options({}), "rank": 2, "flows": 2}
     return ModelSpec(
         x_dim=64,
         latent_dim=3,

@@ -55,10 +55,15 @@ def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondit
 
 
 @torch.no_grad()
-def encode(model, guide, x: torch.Tensor) -> torch.Tensor:
-    """Posterior means ``E_q[z | x]``: ``x: (n, D)`` -> ``(n, k)``."""
+def encode(model, guide, x: torch.Tensor, draws: int = 64) -> torch.Tensor:
+    """Posterior means ``E_q[z | x]``: ``x: (n, D)`` -> ``(n, k)``; the average of ``draws``
+    samples when q's mean has no closed form (a normalizing flow)."""
     site = latent_site(model, guide, x)
-    return poutine.trace(guide).get_trace(x).nodes[site]["fn"].mean
+    fn = poutine.trace(guide).get_trace(x).nodes[site]["fn"]
+    try:
+        return fn.mean
+    except NotImplementedError:
+        return fn.sample((draws,)).mean(0)
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ from pyrovae.models.factor_analysis import (
 )
 from pyrovae.models.likelihoods import LIKELIHOODS, build_likelihood
 from pyrovae.models.registry import GUIDES, MODELS, build_guide, build_model
+from pyrovae.models.rich_guides import IAFGuide, LowRankNormalGuide
 from pyrovae.models.spec import ModelSpec
 from pyrovae.models.ssvae import SSVAE, SSVAEGuide
 from pyrovae.models.vae import VAE, MLPNormalGuide
@@ -32,11 +33,13 @@ __all__ = [
     "DenoisingDeltaGuide",
     "ExactPosteriorGuide",
     "FactorAnalysis",
+    "IAFGuide",
     "GUIDES",
     "LIKELIHOODS",
     "LinearAE",
     "LinearDeltaGuide",
     "LinearNormalGuide",
+    "LowRankNormalGuide",
     "MLPNormalGuide",
     "MODELS",
     "ModelSpec",

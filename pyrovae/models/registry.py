@@ -26,6 +26,7 @@ from pyrovae.models.factor_analysis import (
     FactorAnalysis,
     LinearNormalGuide,
 )
+from pyrovae.models.rich_guides import IAFGuide, LowRankNormalGuide
 from pyrovae.models.spec import ModelSpec
 from pyrovae.models.ssvae import SSVAE, SSVAEGuide
 from pyrovae.models.vae import VAE, MLPNormalGuide
@@ -63,6 +64,8 @@ GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
     "delta-denoising": spec_only(DenoisingDeltaGuide),
     "delta-sparse": spec_only(SparseDeltaGuide),
     "delta-linear": spec_only(LinearDeltaGuide),
+    "lowrank": spec_only(LowRankNormalGuide),
+    "iaf": spec_only(IAFGuide),
 }
 
 

@@ -91,8 +91,11 @@ def _joined_scatter(ax, x: np.ndarray, x_recon: np.ndarray) -> None:
     ax.legend(loc="best", fontsize="small")
 
 
-def _labeled_scatter(fig: Figure, ax, xy: np.ndarray, labels: np.ndarray | None) -> None:
-    """Scatter (n, 2) points colored by integer label (tab10 legend, or color bar if many)."""
+def _labeled_scatter(
+    fig: Figure, ax, xy: np.ndarray, labels: np.ndarray | None, class_names=None
+) -> None:
+    """Scatter (n, 2) points colored by integer label (tab10 legend, or color bar if many);
+    ``class_names[c]`` names class c in the legend."""
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.7, color="tab:blue")
         return
@@ -101,7 +104,8 @@ def _labeled_scatter(fig: Figure, ax, xy: np.ndarray, labels: np.ndarray | None)
         cmap = colormaps["tab10"]
         for i, c in enumerate(classes):
             sel = labels == c
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i % 10), label=str(c))
+            name = class_names[c] if class_names is not None else str(c)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i % 10), label=name)
         ax.legend(title="class", fontsize="small", markerscale=2, loc="best")
         return
     sc = ax.scatter(xy[:, 0], xy[:, 1], s=8, alpha=0.7, c=labels, cmap="tab20")
@@ -275,22 +279,25 @@ def plot_samples(
 # ----------------------------------------------------------------------------- latent space
 
 
-def latent_space_figure(z, labels, title: str = "Latent space (posterior means)") -> Figure:
+def latent_space_figure(
+    z, labels, title: str = "Latent space (posterior means)", class_names=None
+) -> Figure:
     """Posterior means z (n, k) colored by labels (n,) ints or None.
 
     k == 1: strip plot against the label (histogram when unlabeled); k == 2: scatter;
-    k > 2: scatter of the first two principal components.
+    k > 2: scatter of the first two principal components. ``class_names`` (one per class)
+    name the classes in the legend or on the axis.
     """
     z = as_matrix(z, "z")
     labels = _labels(labels, z.shape[0])
     fig = Figure(figsize=(6, 5), layout="constrained")
     ax = fig.add_subplot()
     if z.shape[1] == 1:
-        _latent_1d(ax, z[:, 0], labels)
+        _latent_1d(ax, z[:, 0], labels, class_names)
         ax.set_title(title)
         return fig
     xy, ratios = project_2d(z)
-    _labeled_scatter(fig, ax, xy, labels)
+    _labeled_scatter(fig, ax, xy, labels, class_names)
     if ratios is None and z.shape[1] == 2:
         ax.set_xlabel("z[0]")
         ax.set_ylabel("z[1]")
@@ -301,12 +308,14 @@ def latent_space_figure(z, labels, title: str = "Latent space (posterior means)"
     return fig
 
 
-def plot_latent_space(z, labels, path, title: str = "Latent space (posterior means)") -> Path:
+def plot_latent_space(
+    z, labels, path, title: str = "Latent space (posterior means)", class_names=None
+) -> Path:
     """:func:`latent_space_figure` written as a PNG at ``path``; returns the Path."""
-    return save_figure(latent_space_figure(z, labels, title), path)
+    return save_figure(latent_space_figure(z, labels, title, class_names), path)
 
 
-def _latent_1d(ax, z: np.ndarray, labels: np.ndarray | None) -> None:
+def _latent_1d(ax, z: np.ndarray, labels: np.ndarray | None, class_names=None) -> None:
     """(n,) latents: jittered strip per label, or a histogram when unlabeled."""
     ax.set_xlabel("z")
     if labels is None:
@@ -317,7 +326,10 @@ def _latent_1d(ax, z: np.ndarray, labels: np.ndarray | None) -> None:
     cmap = colormaps["tab10"]
     ax.scatter(z, labels + jitter, s=6, alpha=0.6, c=[cmap(int(c) % 10) for c in labels])
     ax.set_ylabel("class")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if class_names is not None:
+        ax.set_yticks(range(len(class_names)), list(class_names), fontsize="small")
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _label_pca_axes(ax, ratios: np.ndarray | None) -> None:

@@ -12,6 +12,18 @@ from pyrovae.recipes.factor_analysis import BayesianFARecipe, FARecipe, PPCAReci
 from pyrovae.recipes.ssvae import SSVAERecipe
 from pyrovae.recipes.vae import VAERecipe
 
+GUIDE_OPTIONS: dict[str, tuple[RecipeOption, ...]] = {
+    "lowrank": (
+        RecipeOption("rank", int, 2, "lowrank: rank r of the covariance's low-rank factor",
+                     lambda v: None if v >= 1 else f"must be at least 1, got {v}"),
+    ),
+    "iaf": (
+        RecipeOption("flows", int, 2, "iaf: inverse autoregressive flows after the Normal",
+                     lambda v: None if v >= 1 else f"must be at least 1, got {v}"),
+    ),
+}  # fmt: skip
+"""Options of registered guides (given like a model's, they land in ``config.options``)."""
+
 RECIPES: dict[str, type[Recipe]] = {
     "vae": VAERecipe,
     "ssvae": SSVAERecipe,
@@ -54,6 +66,7 @@ def build_pair(name: str, spec, guide: str | None = None):
 
 
 __all__ = [
+    "GUIDE_OPTIONS",
     "RECIPES",
     "Recipe",
     "RecipeOption",

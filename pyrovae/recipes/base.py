@@ -95,14 +95,17 @@ class Recipe:
 
     # ------------------------------------------------------------------ options
     @classmethod
-    def resolve_options(cls, given: dict, model_name: str = "this model") -> dict:
-        """``given`` options checked against :attr:`options`, defaults filled in."""
-        known = {o.name: o for o in cls.options}
+    def resolve_options(
+        cls, given: dict, model_name: str = "this model", extra: tuple[RecipeOption, ...] = ()
+    ) -> dict:
+        """``given`` options checked against :attr:`options` (and ``extra`` ones, e.g. the
+        guide's), defaults filled in."""
+        known = {o.name: o for o in (*cls.options, *extra)}
         unknown = sorted(set(given) - set(known))
         if unknown:
             flag = "--" + unknown[0].replace("_", "-")
             if known:
-                choices = ", ".join(o.flag for o in cls.options)
+                choices = ", ".join(o.flag for o in known.values())
                 raise PyrovaeError(
                     f"{flag} is not an option of {model_name} (its options: {choices})"
                 )

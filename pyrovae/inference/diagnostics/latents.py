@@ -89,12 +89,12 @@ def _kl_per_dim(q, p, value, particles: int, rows: int) -> tuple[torch.Tensor | 
             _per_dim(kl_divergence(marginal, pf), particles, rows),
             "closed form, KL of each marginal of a correlated Gaussian q",
         )
-    try:
-        mc = qf.log_prob(value) - pf.log_prob(value)
-        if mc.shape[:2] == (particles, rows) and mc.dim() >= 2:
+    if qf is not q:  # q was a product over dimensions: estimate each factor's KL
+        try:
+            mc = qf.log_prob(value) - pf.log_prob(value)
             return _per_dim(mc, particles, rows), "Monte Carlo"
-    except (ValueError, RuntimeError, NotImplementedError):
-        pass
+        except (ValueError, RuntimeError, NotImplementedError):
+            pass
     return None, "none: q does not factorize over dimensions"
 
 
