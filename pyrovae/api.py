@@ -117,6 +117,7 @@ def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> M
         num_classes=dataset.num_classes,
         num_data=n - round(config.val_fraction * n),
         image_shape=dataset.image_shape,
+        net=config.net,
         options=dict(config.options),
     )
 

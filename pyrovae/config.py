@@ -63,6 +63,12 @@ class TrainConfig(TrainSettings):
         "(default: 256, or 64 64 for spiral)",
         nargs="*",
     )
+    net: str = option(
+        "mlp",
+        "networks of the VAE's decoder and of the normal, lowrank and iaf guides' encoders: "
+        "mlp, or conv for images (two stride-2 convolutions, then the --hidden layers)",
+        choices=("mlp", "conv"),
+    )
     likelihood: str | None = option(
         None,
         "p(x|z): bernoulli, continuous-bernoulli or gaussian "

@@ -21,7 +21,7 @@ from pyro.distributions.transforms import conditional_affine_autoregressive
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.models.networks import mlp
+from pyrovae.models.networks import encoder_network
 from pyrovae.models.spec import ModelSpec
 
 DEFAULT_RANK = 2
@@ -41,7 +41,7 @@ class LowRankNormalGuide(nn.Module):
         if self.rank < 1:
             raise PyrovaeError(f"--rank must be at least 1, got {self.rank}")
         self.min_scale = min_scale
-        self.encoder = mlp([spec.x_dim, *spec.hidden, k * (2 + self.rank)])
+        self.encoder = encoder_network(spec, spec.x_dim, k * (2 + self.rank))
 
     def distribution(self, x: torch.Tensor) -> dist.LowRankMultivariateNormal:
         """q(z | x) for rows ``x: (..., D)``: batch shape ``(...)``, event ``(k,)``."""
@@ -75,7 +75,8 @@ class IAFGuide(nn.Module):
             raise PyrovaeError(f"--flows must be at least 1, got {self.num_flows}")
         self.min_scale = min_scale
         context = spec.hidden[-1]
-        self.features = nn.Sequential(mlp([spec.x_dim, *spec.hidden]), nn.ReLU())
+        features = encoder_network(spec, spec.x_dim, context, spec.hidden[:-1])
+        self.features = nn.Sequential(features, nn.ReLU())
         self.base = nn.Linear(context, 2 * k)
         self.flows = nn.ModuleList(
             conditional_affine_autoregressive(k, context, hidden_dims=[max(2 * k, 64)])

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyrovae.models.likelihoods import build_likelihood
-from pyrovae.models.networks import mlp
+from pyrovae.models.networks import decoder_network, encoder_network
 from pyrovae.models.spec import ModelSpec
 
 
@@ -27,7 +27,7 @@ class VAE(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.latent_dim = spec.latent_dim
-        self.decoder = mlp([spec.latent_dim, *reversed(spec.hidden), spec.x_dim])
+        self.decoder = decoder_network(spec, spec.latent_dim)
         self.likelihood = build_likelihood(
             spec.likelihood,
             spec.x_dim,
@@ -53,7 +53,7 @@ class MLPNormalGuide(nn.Module):
         self.latent_dim = spec.latent_dim
         self.min_scale = min_scale
         hidden = spec.hidden if hidden is None else hidden
-        self.encoder = mlp([spec.x_dim, *hidden, 2 * spec.latent_dim])
+        self.encoder = encoder_network(spec, spec.x_dim, 2 * spec.latent_dim, hidden)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (batch, D)`` -> ``(loc, scale)``, each ``(batch, k)``."""
