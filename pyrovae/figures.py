@@ -3,8 +3,9 @@
 Model-agnostic: the tensors come from :mod:`pyrovae.inference.posterior` (traces of the
 model and guide) and go to :mod:`pyrovae.plots`. Written into the run folder:
 ``training_curves.png``, ``reconstructions.png``, ``samples.png`` (decoded prior draws),
-``latent_space.png`` (posterior means, PCA when k > 2), ``interpolation.png`` and, for 2-D
-data, ``spiral.png``.
+``latent_space.png`` (posterior means, PCA when k > 2), ``interpolation.png``,
+``traversals.png`` (image data, one continuous latent site of 2 or more dimensions) and, for
+2-D data, ``spiral.png``.
 """
 
 import math
@@ -69,6 +70,9 @@ def run_figures(model, guide, data, history: list[dict], out_dir, max_points: in
             out_dir / "interpolation.png",
         ),
     ]  # fmt: skip
+    traversals = latent_traversals(model, guide, x, shape, out_dir / "traversals.png")
+    if traversals is not None:
+        written.append(traversals)
     if dataset.x_dim == 2 and shape is None:
         true_curve = None
         if "t_range" in dataset.extras:
@@ -116,3 +120,41 @@ def latent_sweep(z: torch.Tensor, steps: int = 200, extend: float = 0.0) -> torc
     margin = extend * (hi - lo)
     s = torch.linspace(lo - margin, hi + margin, steps, device=z.device).unsqueeze(-1)
     return center + s * direction
+
+
+TRAVERSAL_DIMS = 8
+TRAVERSAL_VALUES = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+@torch.no_grad()
+def latent_traversals(model, guide, x: torch.Tensor, image_shape, path):
+    """``traversals.png``: each of the (up to 8) latent dimensions with the largest KL
+    (largest variance of the posterior means for a point-mass guide), swept over -3..3 with
+    the others at the first row's posterior mean; None where it does not apply (no images,
+    several latent sites, a discrete or 1-D latent)."""
+    from pyrovae.inference.diagnostics.latents import latent_health
+    from pyrovae.inference.diagnostics.structure import inspect_pair
+
+    if image_shape is None:
+        return None
+    structure = inspect_pair(model, guide, x)
+    if len(structure.local_sites) != 1 or structure.global_sites:
+        return None
+    site = structure.local_sites[0]
+    z = encode(model, guide, x[:1])[0]  # (k,)
+    if z.dim() != 1 or z.shape[0] < 2 or z.is_floating_point() is False:
+        return None
+    health = latent_health(model, guide, x[:500], structure, num_particles=4)
+    kl = health.kl_per_dim.get(site)
+    score = kl if kl is not None else health.mean_variance.get(site)
+    if score is None or len(score) != z.shape[0]:
+        return None
+    order = sorted(range(len(score)), key=lambda d: -score[d])[:TRAVERSAL_DIMS]
+    values = torch.tensor(TRAVERSAL_VALUES, dtype=z.dtype, device=z.device)
+    codes = z.repeat(len(order), len(values), 1)  # (dims, values, k)
+    for row, d in enumerate(order):
+        codes[row, :, d] = values
+    images = decode(model, codes.reshape(-1, z.shape[0]), site, x.shape[-1])
+    measure = "KL" if kl is not None else "var"
+    labels = [f"{site}[{d}], {measure} {score[d]:.2f}" for d in order]
+    return plots.plot_traversals(_cpu(images), image_shape, labels, TRAVERSAL_VALUES, path)

@@ -373,6 +373,31 @@ def test_project_2d_passes_2d_through():
     assert ratios is None
 
 
+# ----------------------------------------------------------------------------- traversals
+
+
+def test_traversals_one_labeled_row_per_dimension_one_column_per_value(gen):
+    images = torch.rand(3 * 5, 64, generator=gen)
+    values = (-2.0, -1.0, 0.0, 1.0, 2.0)
+    fig = plots.traversals_figure(images, IMAGE_SHAPE, ["z[4]", "z[0]", "z[2]"], values)
+    (ax,) = fig.axes
+    (image,) = ax.images
+    np.testing.assert_allclose(image.get_array(), tiled(as_images(images), nrow=5), atol=1e-6)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z[4]", "z[0]", "z[2]"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-2.0", "-1.0", "+0.0", "+1.0", "+2.0"]
+    # each tick sits at the middle of its row / column of tiles
+    # pixel i spans [i - 0.5, i + 0.5]; the tiles of row 0 are pixels 2..9, of row 1 12..19
+    np.testing.assert_allclose(ax.get_yticks(), [5.5, 15.5, 25.5])
+    np.testing.assert_allclose(ax.get_xticks(), [5.5, 15.5, 25.5, 35.5, 45.5])
+
+
+def test_traversals_need_rows_times_values_images(gen):
+    with pytest.raises(PyrovaeError, match="2 x 3 images, got 5"):
+        plots.traversals_figure(
+            torch.rand(5, 64, generator=gen), IMAGE_SHAPE, ["a", "b"], (0, 1, 2)
+        )
+
+
 # ----------------------------------------------------------------------------- interpolation
 
 
@@ -689,6 +714,12 @@ def writer_cases():
         ),
         (plots.plot_loadings, plots.loadings_figure, (images, IMAGE_SHAPE), {"title": "W"}),
         (
+            plots.plot_traversals,
+            plots.traversals_figure,
+            (images[:6], IMAGE_SHAPE, ["a", "b"], (-1.0, 0.0, 1.0)),
+            {},
+        ),
+        (
             ssvae.plot_analogies,
             ssvae.analogies_figure,
             (images[:2], images.reshape(3, 2, 64), IMAGE_SHAPE),
@@ -786,3 +817,66 @@ def test_named_classes_label_the_legend_ticks_and_rows():
     # Without names the classes are their numbers.
     fig = run_plots.latent_space_figure(torch.randn(40, 3), labels)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list("0123456789")
+
+
+# ----------------------------------------------------------------------------- traversals of a run
+
+
+class FixedPosterior(torch.nn.Module):
+    """z ~ N(0, I_4) per row, x ~ N(W z, I) with a fixed (64, 4) W; the guide is the same
+    N(m, diag s^2) for every row, so the KL of each dimension is known in closed form."""
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.weight = torch.linspace(-1.0, 1.0, 64 * 4).reshape(64, 4)
+        self.loc, self.scale = torch.tensor(loc), torch.tensor(scale)
+
+    def model(self, x):
+        import pyro
+        import pyro.distributions as dist
+
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(torch.zeros(4), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z @ self.weight.T, 1.0).to_event(1), obs=x)
+
+    def guide(self, x):
+        import pyro
+        import pyro.distributions as dist
+
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(self.loc, self.scale).expand([x.shape[0], 4]).to_event(1))
+
+
+def test_a_run_traverses_the_dimensions_in_order_of_closed_form_kl(tmp_path, monkeypatch):
+    from pyrovae import figures
+
+    loc, scale = [0.0, 1.5, 0.2, 0.0], [1.0, 0.3, 0.9, 0.05]
+    kl = [0.5 * (s**2 + m**2 - 1) - math.log(s) for m, s in zip(loc, scale, strict=True)]
+    pair = FixedPosterior(loc, scale)
+    drawn = {}
+
+    def capture(images, image_shape, labels, values, path):
+        drawn.update(images=images, labels=labels, values=values)
+        return Path(path)
+
+    monkeypatch.setattr(plots, "plot_traversals", capture)
+    x = torch.rand(50, 64)
+    figures.latent_traversals(pair.model, pair.guide, x, IMAGE_SHAPE, tmp_path / "t.png")
+    order = sorted(range(4), key=lambda d: -kl[d])
+    assert order == [3, 1, 2, 0]
+    assert drawn["labels"] == [f"z[{d}], KL {kl[d]:.2f}" for d in order]
+    values = torch.tensor(drawn["values"])
+    images = torch.as_tensor(drawn["images"]).reshape(4, len(values), 64)
+    for row, d in enumerate(order):
+        codes = torch.tensor(loc).repeat(len(values), 1)
+        codes[:, d] = values
+        torch.testing.assert_close(images[row], codes @ pair.weight.T)
+
+
+def test_no_traversals_without_images_or_with_a_one_dimensional_latent(tmp_path):
+    from pyrovae import figures
+
+    pair = FixedPosterior([0.0] * 4, [1.0] * 4)
+    x = torch.rand(10, 64)
+    assert figures.latent_traversals(pair.model, pair.guide, x, None, tmp_path / "t.png") is None
+    assert not (tmp_path / "t.png").exists()

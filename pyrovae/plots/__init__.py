@@ -26,12 +26,14 @@ from pyrovae.plots.run import (
     plot_spiral,
     plot_spiral_sweeps,
     plot_training_curves,
+    plot_traversals,
     project_2d,
     reconstructions_figure,
     samples_figure,
     spiral_figure,
     spiral_sweeps_figure,
     training_curves_figure,
+    traversals_figure,
 )
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "plot_spiral",
     "plot_spiral_sweeps",
     "plot_training_curves",
+    "plot_traversals",
     "project_2d",
     "reconstructions_figure",
     "samples_figure",
@@ -55,4 +58,5 @@ __all__ = [
     "spiral_figure",
     "spiral_sweeps_figure",
     "training_curves_figure",
+    "traversals_figure",
 ]

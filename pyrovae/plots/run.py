@@ -24,6 +24,7 @@ from sklearn.decomposition import PCA
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.plots.core import (
+    GRID_PADDING,
     as_matrix,
     draw_metric_series,
     grid_figsize,
@@ -518,3 +519,38 @@ def loadings_figure(loadings, image_shape: tuple[int, int] | None, title: str = 
 def plot_loadings(loadings, image_shape: tuple[int, int] | None, path, title: str = "") -> Path:
     """:func:`loadings_figure` written as a PNG at ``path``; returns the Path."""
     return save_figure(loadings_figure(loadings, image_shape, title), path)
+
+
+def traversals_figure(
+    images, image_shape: tuple[int, int], row_labels, values, title: str = ""
+) -> Figure:
+    """Latent traversals: one row per latent dimension, one column per value it is set to.
+
+    :param images: ``(rows * len(values), h*w)`` decoder means, row-major.
+    :param row_labels: one label per row (e.g. ``"z[3], KL 1.20"``).
+    :param values: the values of the swept dimension, one per column.
+    """
+    images = as_matrix(images, "images")
+    _kind(images, image_shape)
+    columns, rows = len(values), len(row_labels)
+    if images.shape[0] != rows * columns:
+        raise PyrovaeError(f"traversals need {rows} x {columns} images, got {images.shape[0]}")
+    grid = tile_images(images, image_shape, nrow=columns)
+    fig = Figure(figsize=grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
+    ax = fig.add_subplot()
+    show_grid(ax, grid, title or "Latent traversals (others at a data point's posterior mean)")
+    h, w = image_shape
+    ax.set_yticks([_tile_center(i, h) for i in range(rows)], list(row_labels))
+    ax.set_xticks([_tile_center(j, w) for j in range(columns)], [f"{v:+.1f}" for v in values])
+    ax.set_xlabel("value of the swept dimension")
+    return fig
+
+
+def _tile_center(index: int, size: int) -> float:
+    """Pixel coordinate of the middle of the ``index``-th tile of ``size`` pixels in a grid."""
+    return GRID_PADDING + index * (size + GRID_PADDING) + (size - 1) / 2
+
+
+def plot_traversals(images, image_shape, row_labels, values, path, title: str = "") -> Path:
+    """:func:`traversals_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(traversals_figure(images, image_shape, row_labels, values, title), path)
