@@ -41,7 +41,7 @@ from pyrovae.tensorboard_log import TensorBoardLog, chain
 
 PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
 TRAIN_ELBO_ROWS = 10_000
-"""Training rows on which the ELBO (KL weight 1) is evaluated when the objective is annealed."""
+"""Training rows on which the ELBO (KL weight 1) is evaluated when the objective is not it."""
 
 
 @dataclass
@@ -156,7 +156,7 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
         guide_name = recipe_cls.default_guide
     who = f"--model {config.model_name}" + (f" with --guide {guide_name}" if guide_name else "")
     options = recipe_cls.resolve_options(config.options, who, GUIDE_OPTIONS.get(guide_name, ()))
-    config = replace(config, options=options)
+    config = replace(config, options=options, elbo=config.elbo or recipe_cls.elbo)
     dataset = data_lib.load_dataset(
         config.dataset, config.data_root, spiral_noise=config.spiral_noise
     )
@@ -258,6 +258,8 @@ def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: boo
         on_epoch=on_epoch,
         epoch_metrics=lambda: recipe.epoch_metrics(model, guide, data, config),
         train_x=data.training_rows(TRAIN_ELBO_ROWS).to(device),
+        start_epoch=lambda epoch: recipe.start_epoch(model, guide, config, epoch),
+        objective_is_elbo=recipe.train_objective_is_elbo,
     )
     batches = recipe.batches(data, config, device)
     if group is None:

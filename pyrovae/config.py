@@ -30,6 +30,12 @@ class TrainConfig(TrainSettings):
     data, how they are optimized (the fields of :class:`TrainSettings`) and where the run
     folder goes."""
 
+    elbo: str | None = option(
+        None,
+        "trace, meanfield, tracegraph, enum, jit-trace, jit-meanfield, jit-enum, or iwae (the "
+        "per-row importance-weighted bound with --num-particles samples); default: the "
+        "model's own (trace; meanfield for gumbel-vae)",
+    )
     model: str | None = option(
         None,
         "registered model name, or package.module:attr of your own (a class, a factory "

@@ -224,7 +224,12 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
 
     reference = None
     out.update(nuts_max_rhat=None, nuts_min_ess=None)
-    if opts.nuts_points:
+    if opts.nuts_points and structure.sampled_discrete_sites:
+        notes.append(
+            f"no NUTS reference: the guide samples the discrete sites "
+            f"{list(structure.sampled_discrete_sites)}, which NUTS can neither move nor sum out"
+        )
+    elif opts.nuts_points:
         rows = _spread_rows(khat, opts.nuts_points, x.shape[0], generator)
         with _timed(seconds, "nuts"):
             reference = nuts_reference(
@@ -393,7 +398,8 @@ def one_line_summary(out: dict) -> str:
             f"+- {out['iwae_standard_error']:.3f} nats/example"
         )
         parts.append(f"k-hat > 0.7 for {out['pareto_k_share_above_0.7']:.1%} of rows")
-    parts.append(f"{out['active_units']}/{out['latent_dims']} active units")
+    if out.get("latent_dims"):  # continuous dimensions only
+        parts.append(f"{out['active_units']}/{out['latent_dims']} active units")
     if out.get("amortization_gap") is not None:
         parts.append(f"amortization gap {out['amortization_gap']:.3f} nats")
     if out.get("nuts_max_rhat") is not None:

@@ -11,6 +11,7 @@ model and guide) and go to :mod:`pyrovae.plots`. Written into the run folder:
 import math
 from pathlib import Path
 
+import pyro.poutine as poutine
 import torch
 
 from pyrovae import plots
@@ -133,7 +134,7 @@ def latent_traversals(model, guide, x: torch.Tensor, image_shape, path):
     the others at the first row's posterior mean; None where it does not apply (no images,
     several latent sites, a discrete or 1-D latent)."""
     from pyrovae.inference.diagnostics.latents import latent_health
-    from pyrovae.inference.diagnostics.structure import inspect_pair
+    from pyrovae.inference.diagnostics.structure import inspect_pair, is_discrete
 
     if image_shape is None:
         return None
@@ -141,8 +142,10 @@ def latent_traversals(model, guide, x: torch.Tensor, image_shape, path):
     if len(structure.local_sites) != 1 or structure.global_sites:
         return None
     site = structure.local_sites[0]
+    if is_discrete(poutine.trace(guide).get_trace(x[:2]).nodes[site]["fn"]):
+        return None
     z = encode(model, guide, x[:1])[0]  # (k,)
-    if z.dim() != 1 or z.shape[0] < 2 or z.is_floating_point() is False:
+    if z.dim() != 1 or z.shape[0] < 2:
         return None
     health = latent_health(model, guide, x[:500], structure, num_particles=4)
     kl = health.kl_per_dim.get(site)

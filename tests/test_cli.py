@@ -204,7 +204,10 @@ def test_digits_run_writes_complete_run_folder(tmp_path, capsys):
     assert float(rows[-1]["test_elbo"]) == pytest.approx(summary["test_elbo"])
 
     config = TrainConfig.load(run / "config.json")
-    assert config == TrainConfig(epochs=2, quiet=True, hidden=(32,), latent_dim=2, out=str(run))
+    expected = TrainConfig(
+        epochs=2, quiet=True, hidden=(32,), latent_dim=2, out=str(run), elbo="trace"
+    )  # the ELBO not given is recorded as resolved: the model's default
+    assert config == expected
     raw = json.loads((run / "config.json").read_text())
     assert json.loads(json.dumps(config.to_json())) == raw
     assert load_ckpt(run)["epoch"] == 2

@@ -88,3 +88,14 @@ def test_training_with_iwae_improves_the_bound(model, tmp_path):
     first, last = run.history[0], run.history[-1]
     assert last["train_objective"] > first["train_objective"] + 2.0
     assert last["test_elbo"] > first["test_elbo"] + 2.0
+    if model == "vae":  # train_elbo is the training rows' ELBO, not the IWAE objective
+        loaded = pyrovae.load_run(tmp_path / "r")
+        rows = loaded.data.training_rows(10_000)
+        with torch.no_grad():
+            elbo = (
+                -Trace_ELBO(num_particles=100, vectorize_particles=True).loss(
+                    loaded.model, loaded.guide, rows
+                )
+                / rows.shape[0]
+            )
+        assert elbo == pytest.approx(run.summary["train_elbo"], abs=0.3)

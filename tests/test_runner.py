@@ -197,16 +197,20 @@ def test_annealed_runs_report_the_objective_and_the_true_elbo(tmp_path):
         dataset="digits", epochs=3, anneal_epochs=6, out=str(tmp_path / "r"), **TINY
     )
     assert all(row["beta"] < 1 for row in run.history)
-    assert run.summary["train_objective"] == run.history[run.summary["best_epoch"] - 1][
-        "train_objective"
-    ]
+    assert (
+        run.summary["train_objective"]
+        == run.history[run.summary["best_epoch"] - 1]["train_objective"]
+    )
     loaded = pyrovae.load_run(tmp_path / "r")
     rows = loaded.data.training_rows(10_000)
     assert set(rows.unique().tolist()) <= {0.0, 1.0}  # one fixed binarization
     with torch.no_grad():
-        elbo = -Trace_ELBO(num_particles=100, vectorize_particles=True).loss(
-            loaded.model, loaded.guide, rows
-        ) / rows.shape[0]
+        elbo = (
+            -Trace_ELBO(num_particles=100, vectorize_particles=True).loss(
+                loaded.model, loaded.guide, rows
+            )
+            / rows.shape[0]
+        )
     assert elbo == pytest.approx(run.summary["train_elbo"], abs=0.3)
     # A beta-VAE's objective pays 4 more KLs than its ELBO.
     beta = pyrovae.train(dataset="digits", epochs=2, beta=5, out=str(tmp_path / "b"), **TINY)

@@ -1,19 +1,35 @@
 """The ELBO estimators the runner can train with, by name."""
 
+import pyro
 import pyro.infer as infer
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.iwae import IWAE
 
+
+class MeanFieldScore(infer.TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` for scoring held-out rows: analytic KLs for guide sites that
+    cannot be reparameterized too (e.g. exact one-hot draws), since no gradient is taken.
+
+    Pyro refuses such sites when validation is on, a check that only gradients need. The
+    traces are drawn and checked as usual (``_get_trace``); only the sum of their terms,
+    where that check sits, runs without validation.
+    """
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        with pyro.validation_enabled(False):
+            return super()._differentiable_loss_particle(model_trace, guide_trace)
+
+
 # name -> (training estimator, evaluation estimator). JIT variants compile the loss once;
 # evaluation uses the plain twin so that it can run under ``torch.no_grad``.
 ELBOS = {
     "trace": (infer.Trace_ELBO, infer.Trace_ELBO),
-    "meanfield": (infer.TraceMeanField_ELBO, infer.TraceMeanField_ELBO),
+    "meanfield": (infer.TraceMeanField_ELBO, MeanFieldScore),
     "tracegraph": (infer.TraceGraph_ELBO, infer.TraceGraph_ELBO),
     "enum": (infer.TraceEnum_ELBO, infer.TraceEnum_ELBO),
     "jit-trace": (infer.JitTrace_ELBO, infer.Trace_ELBO),
-    "jit-meanfield": (infer.JitTraceMeanField_ELBO, infer.TraceMeanField_ELBO),
+    "jit-meanfield": (infer.JitTraceMeanField_ELBO, MeanFieldScore),
     "jit-enum": (infer.JitTraceEnum_ELBO, infer.TraceEnum_ELBO),
     # The per-row importance-weighted bound; held-out rows are still scored by the ELBO.
     "iwae": (IWAE, infer.Trace_ELBO),

@@ -57,19 +57,25 @@ def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondit
 @torch.no_grad()
 def encode(model, guide, x: torch.Tensor, draws: int = 64) -> torch.Tensor:
     """Posterior means ``E_q[z | x]``: ``x: (n, D)`` -> ``(n, k)``; the average of ``draws``
-    samples when q's mean has no closed form (a normalizing flow)."""
+    samples when q's mean has no closed form (a normalizing flow). A latent with a
+    multi-dimensional event (e.g. ``(M, K)`` one-hot codes) is flattened to ``k`` columns."""
     site = latent_site(model, guide, x)
     fn = poutine.trace(guide).get_trace(x).nodes[site]["fn"]
     try:
-        return fn.mean
+        mean = fn.mean
     except NotImplementedError:
-        return fn.sample((draws,)).mean(0)
+        mean = fn.sample((draws,)).mean(0)
+    return mean.reshape(x.shape[0], -1) if len(fn.event_shape) > 1 else mean
 
 
 @torch.no_grad()
 def decode(model, z: torch.Tensor, site: str, x_dim: int) -> torch.Tensor:
-    """Decoder means ``E[x | z]``: ``z: (n, k)`` -> ``(n, D)``."""
+    """Decoder means ``E[x | z]``: ``z: (n, k)`` -> ``(n, D)`` (``k`` columns of a latent
+    with a multi-dimensional event are put back into its shape)."""
     x_template = z.new_zeros(z.shape[0], x_dim)
+    event_shape = poutine.trace(model).get_trace(x_template[:1]).nodes[site]["fn"].event_shape
+    if len(event_shape) > 1:
+        z = z.reshape(z.shape[0], *event_shape)
     return _obs_distribution(model, x_template, {site: z}).mean
 
 

@@ -98,8 +98,12 @@ class Trainer:
     :param epoch_metrics: called after each epoch's evaluation; its dict (e.g. a test
         accuracy) joins the epoch's metrics row.
     :param train_x: ``(m, D)`` training rows (as the model scores them) on which the ELBO
-        with KL weight 1 is evaluated in epochs whose objective weighted the KL term
-        (annealing, a beta-VAE); without them ``train_elbo`` is the objective.
+        with KL weight 1 is evaluated in epochs whose objective was not that ELBO (a
+        weighted KL term, ``--elbo iwae``, a relaxation); without them ``train_elbo`` is
+        the objective.
+    :param start_epoch: called with the epoch's index (from 0) before its first step.
+    :param objective_is_elbo: False when the programs' training steps optimize something
+        other than the ELBO they are evaluated with (e.g. a relaxed model).
     """
 
     is_main = True  # the process that writes checkpoints and reports (see DistributedTrainer)
@@ -117,9 +121,12 @@ class Trainer:
         on_epoch: Callable[[list[dict]], None] | None = None,
         epoch_metrics: Callable[[], dict] | None = None,
         train_x: torch.Tensor | None = None,
+        start_epoch: Callable[[int], None] | None = None,
+        objective_is_elbo: bool = True,
     ):
         self.model, self.guide = model, guide
         self.train_x = train_x
+        self.start_epoch = start_epoch
         self._kl_weights: set[float] = set()
         self.batches = batches
         self.settings = settings
@@ -134,6 +141,7 @@ class Trainer:
         with torch.no_grad():
             info = check_pair(model, guide, *warmup_args)
         self.settings = settings = _with_enumeration(settings, info.enumerated_sites)
+        self.objective_is_elbo = objective_is_elbo and canonical_elbo_name(settings.elbo) != "iwae"
         # The scale against which an exploding loss is told from training (see _check_finite).
         self.initial_elbo = info.elbo
         self.train_elbo, self.eval_elbo = build_elbos(
@@ -212,6 +220,8 @@ class Trainer:
         steps = len(self.batches)
         total = torch.zeros(())
         self._kl_weights = set()
+        if self.start_epoch is not None:
+            self.start_epoch(self.epoch)
         # The warm-up trace validated the programs and the data; checking distribution
         # arguments again on every step costs ~10% of an epoch (measured with
         # benchmarks/speed.py), and a NaN/inf loss is still caught after the epoch.
@@ -267,8 +277,9 @@ class Trainer:
             start = time.perf_counter()
             val_elbo, test_elbo = self.evaluate(self.val_x), self.evaluate(self.test_x)
             train_elbo = train_objective
-            if self._kl_weights != {1.0} and self.train_x is not None:
-                # The objective weighted the KL term: the true ELBO of training rows apart.
+            differs = self._kl_weights != {1.0} or not self.objective_is_elbo
+            if differs and self.train_x is not None:
+                # The objective was not the ELBO: the true ELBO of training rows apart.
                 train_elbo = self.evaluate(self.train_x)
         except ValueError as exc:
             # Non-finite parameters, or finite ones so large that a network output

@@ -59,7 +59,8 @@ class TrainSettings:
             raise PyrovaeError(
                 f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
             )
-        canonical_elbo_name(self.elbo)
+        if self.elbo is not None:  # None: the model's recipe chooses (TrainConfig)
+            canonical_elbo_name(self.elbo)
         for name in ("epochs", "num_particles", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise PyrovaeError(
@@ -82,7 +83,7 @@ class TrainSettings:
             raise PyrovaeError(
                 f"--patience must be 0 (never stop early) or more epochs, got {self.patience}"
             )
-        if self.anneal_epochs and is_jit(self.elbo):
+        if self.anneal_epochs and self.elbo is not None and is_jit(self.elbo):
             raise PyrovaeError(
                 "KL annealing changes the loss every step, which a JIT-compiled ELBO cannot "
                 "follow; use --elbo trace or drop --anneal-epochs"

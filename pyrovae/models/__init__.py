@@ -19,6 +19,7 @@ from pyrovae.models.factor_analysis import (
     FactorAnalysis,
     LinearNormalGuide,
 )
+from pyrovae.models.gumbel_vae import GumbelGuide, GumbelVAE
 from pyrovae.models.likelihoods import LIKELIHOODS, build_likelihood
 from pyrovae.models.registry import GUIDES, MODELS, build_guide, build_model
 from pyrovae.models.rich_guides import IAFGuide, LowRankNormalGuide
@@ -35,6 +36,8 @@ __all__ = [
     "FactorAnalysis",
     "IAFGuide",
     "GUIDES",
+    "GumbelGuide",
+    "GumbelVAE",
     "LIKELIHOODS",
     "LinearAE",
     "LinearDeltaGuide",

@@ -26,6 +26,7 @@ from pyrovae.models.factor_analysis import (
     FactorAnalysis,
     LinearNormalGuide,
 )
+from pyrovae.models.gumbel_vae import GumbelGuide, GumbelVAE
 from pyrovae.models.rich_guides import IAFGuide, LowRankNormalGuide
 from pyrovae.models.spec import ModelSpec
 from pyrovae.models.ssvae import SSVAE, SSVAEGuide
@@ -53,6 +54,7 @@ MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "dae": VAE,
     "sae": VAE,
     "linear-ae": LinearAE,
+    "gumbel-vae": GumbelVAE,
 }
 GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
     "mlp-normal": spec_only(MLPNormalGuide),
@@ -66,6 +68,7 @@ GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
     "delta-linear": spec_only(LinearDeltaGuide),
     "lowrank": spec_only(LowRankNormalGuide),
     "iaf": spec_only(IAFGuide),
+    "gumbel": spec_only(GumbelGuide),
 }
 
 

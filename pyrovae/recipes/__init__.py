@@ -9,6 +9,7 @@ from pyrovae.models import GUIDES, MODELS, build_guide, build_model
 from pyrovae.recipes.autoencoders import AERecipe, DAERecipe, LinearAERecipe, SAERecipe
 from pyrovae.recipes.base import Recipe, RecipeOption, Report
 from pyrovae.recipes.factor_analysis import BayesianFARecipe, FARecipe, PPCARecipe
+from pyrovae.recipes.gumbel_vae import GumbelVAERecipe
 from pyrovae.recipes.ssvae import SSVAERecipe
 from pyrovae.recipes.vae import VAERecipe
 
@@ -34,6 +35,7 @@ RECIPES: dict[str, type[Recipe]] = {
     "dae": DAERecipe,
     "sae": SAERecipe,
     "linear-ae": LinearAERecipe,
+    "gumbel-vae": GumbelVAERecipe,
 }
 
 

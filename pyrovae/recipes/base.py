@@ -9,9 +9,10 @@ figures, and the spiral numbers for a 1-D latent on the spiral.
 
 The runner (:mod:`pyrovae.api`) calls a recipe in this order: :meth:`Recipe.resolve_options`
 (into ``config.options``), then, once the programs are built, :meth:`Recipe.setup`,
-:meth:`Recipe.batches`, :meth:`Recipe.epoch_metrics` after every epoch, and
-:meth:`Recipe.report` once at the end. A recipe holds no state between these calls: each is
-a function of its arguments (``config`` is the run's :class:`~pyrovae.TrainConfig`).
+:meth:`Recipe.batches`, :meth:`Recipe.start_epoch` before and :meth:`Recipe.epoch_metrics`
+after every epoch, and :meth:`Recipe.report` once at the end. A recipe holds no state
+between these calls: each is a function of its arguments (``config`` is the run's
+:class:`~pyrovae.TrainConfig`).
 """
 
 import math
@@ -84,7 +85,12 @@ class Recipe:
     - ``likelihood``: the only likelihood the model accepts (None: any, chosen by the data).
     - ``options``: the model's own :class:`RecipeOption` s.
     - ``objective``: a line for ``summary.json`` when the ELBO the runner reports is not a
-      bound on log p(x) (e.g. a point-mass guide).
+      bound on log p(x) (e.g. a point-mass guide), or the training steps optimize another
+      objective.
+    - ``elbo``: the ELBO estimator when ``--elbo`` is not given.
+    - ``train_objective_is_elbo``: False when the training steps' objective differs from
+      the ELBO the runner evaluates (a relaxation): the training rows' ELBO is then
+      evaluated apart every epoch.
     """
 
     default_guide: str | None = None
@@ -92,6 +98,8 @@ class Recipe:
     likelihood: str | None = None
     options: tuple[RecipeOption, ...] = ()
     objective: str | None = None
+    elbo: str = "trace"
+    train_objective_is_elbo: bool = True
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -135,6 +143,10 @@ class Recipe:
             seed=config.seed,
             transform=data.batch_transform,
         )
+
+    def start_epoch(self, model, guide, config, epoch: int) -> None:
+        """Set up the steps of epoch ``epoch`` (from 0; e.g. a temperature schedule, a
+        function of the epoch alone so that a resumed run continues it). Default: nothing."""
 
     def epoch_metrics(self, model, guide, data, config) -> dict:
         """Extra numbers for each epoch's row of metrics.csv. Default: none."""

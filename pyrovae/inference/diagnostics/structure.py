@@ -46,6 +46,8 @@ class PairStructure:
     :param enumerated_sites: guide sites configured for parallel enumeration (summed out).
     :param point_mass_sites: local guide sites drawn from a ``Delta``: such a guide has no
         density, so it gives no importance weights.
+    :param sampled_discrete_sites: discrete guide sites that are sampled, not enumerated
+        (e.g. one-hot codes): no NUTS reference can be had for them.
     """
 
     obs_site: str
@@ -56,6 +58,7 @@ class PairStructure:
     global_sites: tuple[str, ...]
     enumerated_sites: tuple[str, ...]
     point_mass_sites: tuple[str, ...]
+    sampled_discrete_sites: tuple[str, ...] = ()
 
     @property
     def guide_is_density(self) -> bool:
@@ -79,7 +82,13 @@ def is_point_mass(fn) -> bool:
 
 
 def is_discrete(fn) -> bool:
-    return bool(getattr(fn, "has_enumerate_support", False))
+    """Whether ``fn`` draws from a discrete set (also with event dims, e.g. one-hot codes)."""
+    if getattr(fn, "has_enumerate_support", False):
+        return True
+    try:
+        return bool(fn.support.is_discrete)
+    except NotImplementedError:
+        return False
 
 
 def probe_rows(x: torch.Tensor, rows: int = 3) -> torch.Tensor:
@@ -134,13 +143,15 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
     data_frame = frames[0]  # the outermost plate of the data's size
     nesting = max([1, *(-d for d in _plate_dims(model_trace) + _plate_dims(guide_trace))])
     nesting = max(nesting, int(getattr(model, "max_plate_nesting", 0) or 0))
-    local, global_, enumerated, point_mass = [], [], [], []
+    local, global_, enumerated, point_mass, sampled_discrete = [], [], [], [], []
     for name in sample_site_names(guide_trace, observed=False):
         site = guide_trace.nodes[name]
         in_data = any(f.name == data_frame.name for f in site["cond_indep_stack"])
         (local if in_data else global_).append(name)
         if site["infer"].get("enumerate") == "parallel":
             enumerated.append(name)
+        elif is_discrete(site["fn"]):
+            sampled_discrete.append(name)
         if in_data and is_point_mass(site["fn"]):
             point_mass.append(name)
     return PairStructure(
@@ -152,6 +163,7 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
         global_sites=tuple(global_),
         enumerated_sites=tuple(enumerated),
         point_mass_sites=tuple(point_mass),
+        sampled_discrete_sites=tuple(sampled_discrete),
     )
 
 
