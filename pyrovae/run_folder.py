@@ -37,6 +37,13 @@ METRIC_COLUMNS = (
     "eval_seconds",
 )  # fmt: skip
 RUN_FILES = ("config.json", "checkpoint.pt")
+STATE_FILES = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
+"""The files training writes under the lock; a kill mid-write leaves ``NAME.XXXXXXXX.tmp``."""
+
+
+def interrupted_write(name: str) -> bool:
+    """Is ``name`` the temporary file of an atomic write of a state file?"""
+    return name.endswith(".tmp") and any(name.startswith(f + ".") for f in STATE_FILES)
 
 
 def json_ready(value):
@@ -73,7 +80,11 @@ class RunFolder:
                 break
         if not path.is_dir():
             return
-        entries = sorted(p.name for p in path.iterdir() if p.name != self.lock_path.name)
+        entries = sorted(
+            p.name
+            for p in path.iterdir()
+            if p.name != self.lock_path.name and not interrupted_write(p.name)
+        )
         if any(name in RUN_FILES for name in entries):
             raise PyrovaeError(
                 f"{path} already holds a run; continue it with --resume {path} "
@@ -96,7 +107,8 @@ class RunFolder:
     def locked(self, create: bool = False):
         """Hold the folder's lock for the block: a second process training in the same
         folder stops with a one-line error naming the holder. The lock dies with its
-        process, so a killed run never blocks its own ``--resume``."""
+        process, so a killed run never blocks its own ``--resume``; the temporary files of
+        state files it was killed writing are removed once the lock is held."""
         if fcntl is None:
             yield
             return
@@ -125,6 +137,10 @@ class RunFolder:
                     f"{self.path} is in use by {holder}; wait for it to finish or choose "
                     "another --out"
                 ) from None
+            # Temporary files of writes a killed process left (it held this lock) are litter.
+            for stale in self.path.iterdir():
+                if interrupted_write(stale.name):
+                    stale.unlink(missing_ok=True)
             os.ftruncate(fd, 0)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since {stamp}".encode())

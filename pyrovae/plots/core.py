@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
+from pyrovae.atomic import atomic_write
 from pyrovae.errors import PyrovaeError
 
 DPI = 120
@@ -42,13 +43,14 @@ def as_matrix(a, name: str) -> np.ndarray:
 
 
 def save_figure(fig: Figure, path) -> Path:
-    """Write ``fig`` as a PNG (``DPI`` dots per inch) at ``path``, parent folders created.
+    """Write ``fig`` as a PNG (``DPI`` dots per inch) at ``path``, parent folders created,
+    atomically: a process killed while drawing leaves the old file or the new one, whole.
 
     The figure is cleared afterwards to release its memory; returns ``Path(path)``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=DPI, format="png"))
     fig.clear()
     return path
 
