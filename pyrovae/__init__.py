@@ -20,9 +20,12 @@ _ENTRY_POINTS = {
     "train": "pyrovae.api",
     "TrainConfig": "pyrovae.config",
     "diagnose": "pyrovae.diagnosis",
+    "features": "pyrovae.downstream",
+    "linear_probe": "pyrovae.downstream",
 }
 
 __all__ = ["PyrovaeError", "Run", "TrainConfig", "diagnose", "load_run", "train"]
+__all__ += ["features", "linear_probe"]
 
 
 def __getattr__(name: str):
