@@ -92,13 +92,14 @@ SUMMARY_KEYS: dict[str, Described] = {
     "seconds": Described("wall time of training and evaluation, all epochs", "seconds", RUN),
     "train_objective": Described(
         "the objective SVI maximized on the training rows, averaged over the epoch's "
-        "minibatches (the ELBO with its KL term weighted by the KL weight)",
+        "minibatches (the ELBO with its KL term weighted by the KL weight; the IWAE bound "
+        "under --elbo iwae; a relaxed ELBO for gumbel-vae)",
         NATS,
         BEST,
     ),
     "train_elbo": Described(
         "ELBO of the training rows (KL weight 1): the epoch's minibatch average, or, when "
-        "the objective weighted the KL term, evaluated on training rows at the epoch's end",
+        "the objective was not the ELBO, evaluated on training rows at the epoch's end",
         NATS,
         BEST,
     ),
@@ -132,7 +133,8 @@ SUMMARY_KEYS: dict[str, Described] = {
     "figures": Described("the figures the run drew (shown below)"),
     # The autoencoders (pyrovae.recipes.autoencoders).
     "objective": Described(
-        "what this model's 'ELBO' numbers are, when they are not a bound on log p(x)"
+        "what this model's 'ELBO' numbers are when they are not a bound on log p(x), or "
+        "what its training steps optimized when that was not the ELBO"
     ),
     "features_drawn": Described("hidden units drawn in features.png", "units", BEST),
     "pca_largest_principal_angle_deg": Described(

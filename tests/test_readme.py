@@ -71,3 +71,15 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert install in ci
     # The quick suite exactly as the README says, then the slow tests it leaves out.
     assert ci[-2:] == [test, "python -m pytest -q -m slow"]
+
+
+def test_readme_describes_every_summary_key_as_the_report_does():
+    """The README's table of summary.json keys is SUMMARY_KEYS, key for key and word for word
+    (report.html shows the same descriptions)."""
+    from pyrovae.report import SUMMARY_KEYS
+
+    section = README.split("#### summary.json", 1)[1].split("</details>", 1)[0]
+    rows = re.findall(r"^\| `([^`]+)` \| (.*?) \|", section, re.M)
+    assert [key for key, _ in rows] == list(SUMMARY_KEYS)
+    for key, text in rows:
+        assert text.replace("\\|", "|") == SUMMARY_KEYS[key].text, key
