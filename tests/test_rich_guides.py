@@ -69,4 +69,4 @@ def test_iaf_draws_have_the_plate_and_event_shapes():
     site = trace.nodes["z"]
     assert site["value"].shape == (5, 3)
     assert site["fn"].batch_shape == (5,) and site["fn"].event_shape == (3,)
-    assert np.isfinite(float(site["fn"].log_prob(site["value"]).sum()))
+    assert np.isfinite(float(site["fn"].log_prob(site["value"]).sum().detach()))
