@@ -26,10 +26,16 @@ def sample_site_names(trace, observed: bool) -> list[str]:
 
 
 def latent_site(model, guide, x: torch.Tensor) -> str:
-    """The name of the (first) latent site: ``model.latent_site`` or found by tracing."""
+    """The name of the (first) local latent site, one value per row of ``x``:
+    ``model.latent_site``, or found by tracing the pair (global sites are passed over)."""
+    from pyrovae.inference.diagnostics.structure import inspect_pair
+
     name = getattr(model, "latent_site", None)
     if name is None:
-        name = sample_site_names(poutine.trace(guide).get_trace(x), observed=False)[0]
+        local = inspect_pair(model, guide, x).local_sites
+        if not local:
+            raise PyrovaeError("the guide samples no latent site inside the plate over the rows")
+        name = local[0]
     return name
 
 
@@ -58,24 +64,24 @@ def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondit
 def encode(model, guide, x: torch.Tensor, draws: int = 64) -> torch.Tensor:
     """Posterior means ``E_q[z | x]``: ``x: (n, D)`` -> ``(n, k)``; the average of ``draws``
     samples when q's mean has no closed form (a normalizing flow). A latent with a
-    multi-dimensional event (e.g. ``(M, K)`` one-hot codes) is flattened to ``k`` columns."""
+    scalar or multi-dimensional event (e.g. ``(M, K)`` one-hot codes) is flattened to ``k``
+    columns."""
     site = latent_site(model, guide, x)
     fn = poutine.trace(guide).get_trace(x).nodes[site]["fn"]
     try:
         mean = fn.mean
     except NotImplementedError:
         mean = fn.sample((draws,)).mean(0)
-    return mean.reshape(x.shape[0], -1) if len(fn.event_shape) > 1 else mean
+    return mean.reshape(x.shape[0], -1)
 
 
 @torch.no_grad()
 def decode(model, z: torch.Tensor, site: str, x_dim: int) -> torch.Tensor:
-    """Decoder means ``E[x | z]``: ``z: (n, k)`` -> ``(n, D)`` (``k`` columns of a latent
-    with a multi-dimensional event are put back into its shape)."""
+    """Decoder means ``E[x | z]``: ``z: (n, k)`` -> ``(n, D)`` (the ``k`` columns are put
+    back into the site's event shape)."""
     x_template = z.new_zeros(z.shape[0], x_dim)
     event_shape = poutine.trace(model).get_trace(x_template[:1]).nodes[site]["fn"].event_shape
-    if len(event_shape) > 1:
-        z = z.reshape(z.shape[0], *event_shape)
+    z = z.reshape(z.shape[0], *event_shape)
     return _obs_distribution(model, x_template, {site: z}).mean
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.models.delta_guide import DeltaGuide
 from pyrovae.models.networks import mlp
 from pyrovae.models.spec import ModelSpec
 
@@ -71,28 +72,13 @@ class LinearAE(nn.Module):
 # ----------------------------------------------------------------------------- guides
 
 
-class DeltaGuide(nn.Module):
-    """``q(z|x) = Delta(encoder(x))`` with an MLP encoder ``D -> hidden -> k``."""
-
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.encoder = mlp([spec.x_dim, *spec.hidden, spec.latent_dim])
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``x: (batch, D)`` -> codes ``(batch, k)``."""
-        return self.encoder(x)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
-        code = self.encode(x)
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Delta(code).to_event(1))
-
-
 class LinearDeltaGuide(DeltaGuide):
     """``q(z|x) = Delta(A x + c)``: the linear autoencoder's encoder."""
 
     def __init__(self, spec: ModelSpec):
         nn.Module.__init__(self)
+        self.data_plate = "data"
+        self.set_sites(self.default_sites(spec))
         self.encoder = nn.Linear(spec.x_dim, spec.latent_dim)
 
 
@@ -144,6 +130,8 @@ class SparseDeltaGuide(DeltaGuide):
         if not spec.hidden:
             raise PyrovaeError("--model sae needs at least one hidden layer (--hidden 256)")
         nn.Module.__init__(self)
+        self.data_plate = "data"
+        self.set_sites(self.default_sites(spec))
         self.hidden_layer = nn.Sequential(nn.Linear(spec.x_dim, spec.hidden[0]), nn.Sigmoid())
         self.head = mlp([*spec.hidden, spec.latent_dim])
         self.target = float(spec.options.get("sparsity_target", 0.05))

@@ -62,7 +62,7 @@ GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
     "exact-posterior": ExactPosteriorGuide,
     "bayesian-fa": BayesianFAGuide,
     "ssvae": SSVAEGuide,
-    "delta": spec_only(DeltaGuide),
+    "delta": DeltaGuide,  # reads the model's latent sites
     "delta-denoising": spec_only(DenoisingDeltaGuide),
     "delta-sparse": spec_only(SparseDeltaGuide),
     "delta-linear": spec_only(LinearDeltaGuide),

@@ -13,11 +13,8 @@ from torch import nn
 from pyrovae import plots
 from pyrovae.inference.parameters import owner_module
 from pyrovae.models.linear_gaussian import largest_principal_angle_deg, pca_svd
-from pyrovae.recipes.base import Recipe, RecipeOption, Report, in_range
+from pyrovae.recipes.base import MAP_OBJECTIVE, Recipe, RecipeOption, Report, in_range
 
-MAP_OBJECTIVE = (
-    "MAP: log p(x|z) + log p(z) at z = encoder(x) (Delta guide); not a bound on log p(x)"
-)
 MAX_FEATURES = 100
 
 

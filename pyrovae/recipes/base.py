@@ -24,6 +24,10 @@ from typing import Any
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.batches import TensorBatches
 
+MAP_OBJECTIVE = (
+    "MAP: log p(x|z) + log p(z) at z = encoder(x) (Delta guide); not a bound on log p(x)"
+)
+
 
 @dataclass(frozen=True)
 class RecipeOption:
@@ -156,12 +160,17 @@ class Recipe:
     def report(self, model, guide, data, config, out_dir: Path, history: list) -> Report:
         """The numbers (for summary.json) and figures of a finished run: by default the
         run's usual figures and, for a 1-D latent on the spiral, the spiral numbers."""
-        from pyrovae.figures import run_figures
+        from pyrovae.figures import device_of, run_figures
+        from pyrovae.inference.diagnostics.structure import inspect_pair
         from pyrovae.spiral import spiral_report
 
         report = Report(figures=run_figures(model, guide, data, history, out_dir))
-        if self.objective:
-            report.summary["objective"] = self.objective
+        objective = self.objective
+        probe = data.x_test[:3].to(device_of(model, guide))
+        if objective is None and inspect_pair(model, guide, probe).point_mass_sites:
+            objective = MAP_OBJECTIVE  # any model under a Delta guide
+        if objective:
+            report.summary["objective"] = objective
         report.summary.update(spiral_report(model, guide, data, out_dir))
         return report
 
