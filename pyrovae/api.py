@@ -3,7 +3,8 @@
 >>> run = pyrovae.train(dataset="digits", epochs=20, quiet=True)   # doctest: +SKIP
 >>> run.summary["test_elbo"]                                        # doctest: +SKIP
 
-A run goes: resolve the recipe and its options, load the data, build the programs (any of
+A run goes: resolve the recipe and its options, load the data (with ``--features RUN_DIR``,
+replace its rows by that run's posterior means), build the programs (any of
 the forms in :mod:`pyrovae.pairs`), read the distribution that observes x and prepare the data
 for it, let the recipe set the programs up, train with :class:`~pyrovae.inference.Trainer`,
 and write the run folder with the recipe's report.
@@ -102,9 +103,10 @@ def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> M
     """What a model or guide factory is told: the data's width and classes, the network
     sizes (the config's, else the data set's, the recipe's, then the defaults), the
     likelihood by name and the recipe's options."""
-    defaults = {**DEFAULT_NETWORK, **recipe.network, **DATASET_DEFAULTS.get(dataset.name, {})}
+    own = dataset.name if dataset.features is None else None  # features: no data set's
+    defaults = {**DEFAULT_NETWORK, **recipe.network, **DATASET_DEFAULTS.get(own, {})}
     gaussian_scale = config.gaussian_scale
-    if gaussian_scale is None and dataset.name == "spiral":
+    if gaussian_scale is None and own == "spiral":
         gaussian_scale = max(config.spiral_noise, 1e-2)
     n = dataset.x_train.shape[0]
     return ModelSpec(
@@ -160,14 +162,25 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
     dataset = data_lib.load_dataset(
         config.dataset, config.data_root, spiral_noise=config.spiral_noise
     )
+    device = device or resolve_device(config.device)
+    if config.features is not None:
+        from pyrovae.downstream import feature_dataset
+
+        dataset = feature_dataset(config.features, dataset, device=str(device))
+        pyro.set_rng_seed(config.seed)  # loading the feature run seeded with its own seed
+        pyro.clear_param_store()
     spec = model_spec(config, dataset, recipe_cls)
     pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
-    device = device or resolve_device(config.device)
     for program in (pair.model, pair.guide):
         module = owner_module(program)
         if module is not None:
             module.to(device)
     name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
+    if dataset.features is not None and support in ("binary", "unit"):
+        raise PyrovaeError(
+            f"--features gives real-valued posterior means, but the model observes x with a "
+            f"{name} on [0, 1]; use --likelihood gaussian (the default for features)"
+        )
     data = data_lib.prepare(
         dataset,
         support="real" if support == "other" else support,
@@ -346,6 +359,7 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "taken_at": "best_epoch: the epoch with the best validation ELBO, whose parameters "
         "the run keeps (the last epoch when there are no validation rows)",
         "versions": {"pyro": pyro.__version__, "torch": torch.__version__},
+        **({"features": data.dataset.features} if data.dataset.features else {}),
     }
 
 

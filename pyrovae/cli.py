@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             group.add_argument(flag, action="store_true", help=help_text)
         else:
-            group.add_argument(flag, type=kind, help=help_text, metavar=f.name.upper(), **extra)
+            extra.setdefault("metavar", f.name.upper())
+            group.add_argument(flag, type=kind, help=help_text, **extra)
     model_groups = {}
     for name, (owners, option) in _model_options().items():
         if owners not in model_groups:

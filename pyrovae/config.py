@@ -61,6 +61,13 @@ class TrainConfig(TrainSettings):
         "with x_train, x_test (and optional y_train, y_test)",
     )
     data_root: str | None = option(None, "folder with the IDX files of mnist/fashion-mnist")
+    features: str | None = option(
+        None,
+        "a run trained on the same --dataset: train on its posterior means E_q[z|x] "
+        "instead of the rows (train, validation and test; the same split), as M2 on M1's "
+        "features in Kingma et al. (2014); real-valued, so a gaussian likelihood",
+        metavar="RUN_DIR",
+    )
     batch_size: int = option(128, "examples per SVI step")
     latent_dim: int | None = option(None, "dimension of z (default: 10, or 1 for spiral)")
     hidden: tuple[int, ...] | None = option(
@@ -117,6 +124,8 @@ class TrainConfig(TrainSettings):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.features is not None:
+            self.features = str(self.features)  # a Path given from Python, as JSON keeps it
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
         if any(h < 1 for h in self.hidden or ()):

@@ -5,6 +5,8 @@ as features for downstream tasks, and how much a linear classifier reads from th
 :func:`linear_probe` encodes the run's training and test rows and fits scikit-learn's
 logistic regression on the latent means and, separately, on the pixels, with 100, 1000 and
 all training labels (class-balanced, seeded subsets); it reports both test accuracies.
+:func:`feature_dataset` replaces every row of a data set by a run's posterior means, for
+``--features RUN_DIR`` (any model trained on M1's features, as M2 in Kingma et al., 2014).
 
 Which rows: under dynamic binarization every training batch is a fresh binarization of the
 data set's gray levels, so the probe encodes and classifies the gray levels themselves (what
@@ -125,6 +127,85 @@ def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.
         if x.shape[0] == 0:
             return _encode(model, guide, probe, batch_size, on)[:0]
         return _encode(model, guide, x, batch_size, on)
+
+
+# ----------------------------------------------------------------------------- M1 + M2
+
+
+def _feature_run(path, device: str):
+    """The run folder ``--features`` names, loaded; a one-line error when it is none."""
+    from pyrovae.api import load_run
+    from pyrovae.report import check_run_folder
+
+    try:
+        check_run_folder(path)
+        return load_run(path, device=device)
+    except PyrovaeError as exc:
+        raise PyrovaeError(
+            f"--features {path}: {exc} (give the folder of a trained run, as "
+            "train_svi.py --out wrote it)"
+        ) from exc
+
+
+def model_inputs(run, x: torch.Tensor) -> torch.Tensor:
+    """Rows ``x: (n, D)`` of the run's data set as its model was trained on them: thresholded
+    under ``--binarize threshold`` for a Bernoulli, else as they are (gray levels under
+    dynamic binarization, the mean of the binary batches, as :func:`probe_rows` has it)."""
+    from pyrovae.figures import device_of
+    from pyrovae.inference.contract import observation
+
+    if run.config.binarize != "threshold":
+        return x
+    _, support = observation(run.model, x[:2].to(device_of(run.model, run.guide)))
+    return (x > 0.5).to(x.dtype) if support == "binary" else x
+
+
+def feature_dataset(path, dataset, device: str = "cpu"):
+    """``dataset`` with every row replaced by its posterior mean ``E_q[z | x]`` under the run
+    in the folder ``path`` (``--features``: M1 of Kingma et al.'s M1 + M2), computed once
+    with :func:`features` on the rows the run was trained on (:func:`model_inputs`).
+
+    :param dataset: the :class:`~pyrovae.data.Dataset` of the run to be trained; the feature
+        run must have been trained on the same rows (else a one-line error).
+    :returns: a Dataset of ``(n, k)`` real-valued rows, the same labels and row order, no
+        image shape, and ``features = {"run", "model", "guide", "dim"}``.
+    """
+    from pyrovae.data import with_features
+
+    run = _feature_run(path, device)
+    trained_on = run.data.dataset
+    if trained_on.features is not None:
+        raise PyrovaeError(
+            f"--features {path} was itself trained on the features of "
+            f"{trained_on.features['run']}; give a run trained on the {dataset.name} rows"
+        )
+    if trained_on.name != dataset.name:
+        raise PyrovaeError(
+            f"--features {path} was trained on {trained_on.name}, not {dataset.name}; give a "
+            f"run trained with --dataset {dataset.name}, or train this one on {trained_on.name}"
+        )
+    same = all(
+        a.shape == b.shape and torch.equal(a, b)
+        for a, b in ((trained_on.x_train, dataset.x_train), (trained_on.x_test, dataset.x_test))
+    )
+    if not same:
+        raise PyrovaeError(
+            f"--features {path} was trained on other {dataset.name} rows than this run's "
+            "(its x_train or x_test differ); give a run trained on the same data (the same "
+            ".npz file, --spiral-noise, --data-root)"
+        )
+    pyro.set_rng_seed(run.config.seed)  # sampled means (an IAF guide) are seeded
+    x_train, x_test = (
+        features(run, model_inputs(run, x), device=device)
+        for x in (dataset.x_train, dataset.x_test)
+    )
+    source = {
+        "run": str(path),
+        "model": run.config.model_name,
+        "guide": run.summary.get("guide") or run.config.guide or type(run.recipe).default_guide,
+        "dim": int(x_train.shape[1]),
+    }
+    return with_features(dataset, x_train, x_test, source)
 
 
 # ----------------------------------------------------------------------------- the probe

@@ -36,13 +36,17 @@ def best_epoch(history: list[dict]) -> int | None:
     return max(scored, key=lambda r: r["val_elbo"])["epoch"] if scored else None
 
 
-def run_figures(model, guide, data, history: list[dict], out_dir, max_points: int = 2000):
+def run_figures(
+    model, guide, data, history: list[dict], out_dir, max_points: int = 2000, skip=()
+) -> list[Path]:
     """Draw every figure of the run into ``out_dir``; returns their paths.
 
     :param data: the run's :class:`~pyrovae.data.PreparedData` (its test rows are used).
     :param history: the per-epoch metrics rows (the training curves mark the best epoch
         and, when it is not 1 everywhere, the KL weight).
     :param max_points: test rows encoded for the latent-space figures.
+    :param skip: file names (``"reconstructions.png"``) not to draw: a recipe that draws
+        its own version of a figure names it here.
     """
     out_dir = Path(out_dir)
     dataset = data.dataset
@@ -51,59 +55,60 @@ def run_figures(model, guide, data, history: list[dict], out_dir, max_points: in
     shape = dataset.image_shape
     z = encode(model, guide, x)
     site = latent_site(model, guide, x)
-    written = [
-        plots.plot_training_curves(
-            history, out_dir / "training_curves.png", best_epoch=best_epoch(history)
+    figures = {
+        "training_curves.png": lambda path: plots.plot_training_curves(
+            history, path, best_epoch=best_epoch(history)
         ),
-        plots.plot_reconstructions(
-            _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape,
-            out_dir / "reconstructions.png",
+        "reconstructions.png": lambda path: plots.plot_reconstructions(
+            _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape, path
         ),
-        plots.plot_samples(
-            _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)), shape,
-            out_dir / "samples.png",
+        "samples.png": lambda path: plots.plot_samples(
+            _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)), shape, path
         ),
-        plots.plot_latent_space(
-            _cpu(z), labels, out_dir / "latent_space.png", class_names=dataset.class_names
+        "latent_space.png": lambda path: plots.plot_latent_space(
+            _cpu(z), labels, path, class_names=dataset.class_names
         ),
-        plots.plot_interpolation(
-            _cpu(decode(model, interpolate(z, labels), site, dataset.x_dim)), shape,
-            out_dir / "interpolation.png",
+        "interpolation.png": lambda path: plots.plot_interpolation(
+            _cpu(decode(model, interpolate(z, labels), site, dataset.x_dim)), shape, path
         ),
-    ]  # fmt: skip
-    traversals = latent_traversals(model, guide, x, shape, out_dir / "traversals.png")
-    if traversals is not None:
-        written.append(traversals)
+        "traversals.png": lambda path: latent_traversals(model, guide, x, shape, path),
+    }
     if dataset.x_dim == 2 and shape is None:
         true_curve = None
         if "t_range" in dataset.extras:
             from pyrovae.data import spiral_curve
 
             true_curve = spiral_curve(torch.linspace(*dataset.extras["t_range"], 400))
-        written.append(
-            plots.plot_spiral(
-                _cpu(x),
-                _cpu(reconstruct(model, guide, x)),
-                _cpu(decode(model, latent_sweep(z, steps=200), site, 2)),
-                out_dir / "spiral.png",
-                true_curve=true_curve,
-            )
+        figures["spiral.png"] = lambda path: plots.plot_spiral(
+            _cpu(x),
+            _cpu(reconstruct(model, guide, x)),
+            _cpu(decode(model, latent_sweep(z, steps=200), site, 2)),
+            path,
+            true_curve=true_curve,
         )
-    return written
+    written = [draw(out_dir / name) for name, draw in figures.items() if name not in skip]
+    return [path for path in written if path is not None]  # None: the figure does not apply
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
     return t.detach().float().cpu()
 
 
-def interpolate(z: torch.Tensor, labels: torch.Tensor | None, steps: int = 10) -> torch.Tensor:
-    """Latent path ``(steps, k)`` between the first two rows of ``z: (n, k)`` (of different
-    classes when labels are known)."""
+def interpolation_ends(labels: torch.Tensor | None) -> tuple[int, int]:
+    """The rows an interpolation joins: the first row and the next one, or, when labels are
+    known, the first row of another class than the first row's (if there is one)."""
     first, second = 0, 1
     if labels is not None:
         different = (labels != labels[0]).nonzero()
         if len(different):
             second = int(different[0])
+    return first, second
+
+
+def interpolate(z: torch.Tensor, labels: torch.Tensor | None, steps: int = 10) -> torch.Tensor:
+    """Latent path ``(steps, k)`` between two rows of ``z: (n, k)``: the first two, or the
+    first two of different classes when labels are known (:func:`interpolation_ends`)."""
+    first, second = interpolation_ends(labels)
     w = torch.linspace(0, 1, steps, device=z.device).unsqueeze(-1)
     return (1 - w) * z[first] + w * z[second]
 

@@ -129,6 +129,18 @@ SUMMARY_KEYS: dict[str, Described] = {
     "versions": Described("library versions the run used"),
     "versions.pyro": Described("Pyro's version"),
     "versions.torch": Described("PyTorch's version"),
+    "features": Described(
+        "with --features: the run whose posterior means E_q[z|x] replaced every row of the "
+        "data set (M2 on M1's features)",
+        "",
+        SETTING,
+    ),
+    "features.run": Described("the feature run's folder, as given to --features", "", SETTING),
+    "features.model": Described("the feature run's model", "", SETTING),
+    "features.guide": Described("the feature run's guide q(z|x)", "", SETTING),
+    "features.dim": Described(
+        "width of the features: the feature run's latent dimensions", "dimensions", SETTING
+    ),
     "processes": Described("processes of a data-parallel (torchrun) run", "processes", SETTING),
     "figures": Described("the figures the run drew (shown below)"),
     # The autoencoders (pyrovae.recipes.autoencoders).
@@ -221,8 +233,9 @@ SUMMARY_KEYS: dict[str, Described] = {
         "test accuracy of q(y|x) on the one fixed binarization the test ELBO uses", SHARE, BEST
     ),
     "baseline_accuracy": Described(
-        "test accuracy of the same classifier network trained on the labelled rows alone: "
-        "what the semi-supervised model is compared with",
+        "test accuracy of the same classifier network on the same inputs (the features "
+        "under --features) trained on the labelled rows alone: what the semi-supervised "
+        "model is compared with",
         SHARE,
         BASELINE,
     ),
@@ -340,6 +353,7 @@ FIGURE_CAPTIONS = {
     "accuracy": "accuracy of q(y|x) per epoch, against the labels-only baseline",
     "confusion_matrix": "test classes against the classes q(y|x) predicts",
     "analogies": "one style z per column, decoded with each class y per row",
+    "classes": "decoder means with y fixed to each class (rows) and z drawn from the prior",
     "pareto_khat": "Pareto k-hat of each test row's importance weights",
     "iwae_vs_k": "the IWAE bound against the number of samples K",
     "kl_per_dim": "KL(q || p) per latent dimension",

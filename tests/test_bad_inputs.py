@@ -228,6 +228,18 @@ CASES = {
         ["stopped early", "--patience 0"],
     ),
     "resume_while_locked": (["--resume", "{locked}"], ["is in use by", "process"]),
+    "features_unknown_folder": (["--features", "{missing}"], ["--features", "no run folder"]),
+    "features_not_a_run": (["--features", "{other}"], ["--features", "not a pyrovae run"]),
+    "features_a_file": (["--features", "{file}"], ["--features", "is a file"]),
+    "features_corrupt_run": (["--features", "{corrupt_checkpoint}"], ["--features", "corrupt"]),
+    "features_of_another_dataset": (
+        ["--dataset", "{ok}", "--features", "{run}"],
+        ["--features", "trained on digits, not ok", "--dataset ok"],
+    ),
+    "features_under_a_bernoulli": (
+        ["--features", "{run}", "--likelihood", "bernoulli"],
+        ["real-valued", "--likelihood gaussian"],
+    ),
     # user programs
     "model_builtin": (["--model", "os:system", "--guide", "mlp-normal"], ["built-in system"]),
     "model_not_importable": (["--model", "nosuchmodule:Model"], ["cannot import"]),

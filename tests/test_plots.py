@@ -560,6 +560,23 @@ def test_analogies_top_row_sources_then_one_row_per_class(gen):
         ssvae.analogies_figure(sources, generated[:, :3], IMAGE_SHAPE)
 
 
+def test_class_rows_one_labelled_row_of_images_per_class(gen):
+    images = 1.5 * torch.rand(3, 5, 64, generator=gen) - 0.2  # clamped to [0, 1] on screen
+    fig = ssvae.class_rows_figure(images, IMAGE_SHAPE, ["y = a", "y = b", "y = c"], "C", "z")
+    expected = tiled(as_images(images.reshape(15, 64)), nrow=5)
+    assert expected.shape == (3 * (8 + PAD) + PAD, 5 * (8 + PAD) + PAD)
+    assert_shows_grid(fig, expected, "C")
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["y = a", "y = b", "y = c"]
+    row_height = expected.shape[0] / 3
+    assert list(ax.get_yticks()) == pytest.approx([(i + 0.5) * row_height for i in range(3)])
+    assert ax.get_xlabel() == "z"
+    with pytest.raises(PyrovaeError, match="3 rows of images but 2 row labels"):
+        ssvae.class_rows_figure(images, IMAGE_SHAPE, ["a", "b"])
+    with pytest.raises(PyrovaeError, match="must have shape"):
+        ssvae.class_rows_figure(images[0], IMAGE_SHAPE, ["a"])
+
+
 def test_confusion_matrix_shares_counts_and_accuracy():
     y_true = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
     y_pred = torch.tensor([0, 0, 1, 1, 1, 2, 0, 2, 2])
@@ -724,6 +741,12 @@ def writer_cases():
             ssvae.analogies_figure,
             (images[:2], images.reshape(3, 2, 64), IMAGE_SHAPE),
             {},
+        ),
+        (
+            ssvae.plot_class_rows,
+            ssvae.class_rows_figure,
+            (images.reshape(2, 3, 64), IMAGE_SHAPE, ["a", "b"]),
+            {"title": "r", "xlabel": "z"},
         ),
         (
             ssvae.plot_confusion_matrix,

@@ -222,3 +222,75 @@ def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
     assert ax.images[0].get_array().shape[0] == 11 * (8 + 2) + 2  # 11 rows of 8x8 digits
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val_accuracy" in header and "test_accuracy" in header
+
+
+# --------------------------------------------------------------------------- figures of a run
+
+
+def test_figures_decode_the_class_q_predicts_and_each_class_row_its_own(tmp_path, monkeypatch):
+    """reconstructions.png, interpolation.png and classes.png of a trained ssvae, read back
+    from the figures drawn and computed again here from the networks themselves."""
+    import numpy as np
+
+    import pyrovae
+    from pyrovae.plots import run as run_plots
+    from tests.test_plots import as_images, tiled
+
+    monkeypatch.setattr(ssvae_recipe, "BASELINE_MAX_EPOCHS", 2)
+    drawn = keep_figures(monkeypatch, run_plots)
+    drawn_ssvae = keep_figures(monkeypatch, ssvae_plots)
+    k, classes = 3, 10
+    run = pyrovae.train(
+        model="ssvae", labels=50, epochs=2, hidden=(16,), latent_dim=k, lr=1e-2, seed=3,
+        quiet=True, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    model, guide = run.model, run.guide
+
+    def one_hot(y):
+        return F.one_hot(y, classes).float()
+
+    def q_loc(x, y):  # the mean of q(z | x, y)
+        return guide.encoder(torch.cat([x, one_hot(y)], -1)).split(k, -1)[0]
+
+    def bernoulli_mean(z, y):  # E[x | y, z]
+        return torch.sigmoid(model.decoder(torch.cat([z, one_hot(y)], -1)))
+
+    def shown(name, kept=drawn):
+        (ax,) = kept[name].axes
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        return ax.images[0].get_array().data, labels
+
+    figures = run.summary["figures"]
+    assert {"reconstructions.png", "interpolation.png", "classes.png"} <= set(figures)
+    with torch.no_grad():
+        # Reconstructions: the gray-level test rows, decoded at y = argmax q(y|x), z = its mean.
+        x = run.data.x_test_gray[:16]
+        y = model.classifier(x).argmax(-1)
+        recon = bernoulli_mean(q_loc(x, y), y)
+        pixels, _ = shown("reconstructions.png")
+        np.testing.assert_allclose(pixels, tiled(as_images(torch.cat([x, recon])), 16), atol=1e-6)
+        wrong = (y + 1) % classes  # another class gives other images: the check has teeth
+        other = tiled(as_images(torch.cat([x, bernoulli_mean(q_loc(x, wrong), wrong)])), 16)
+        assert np.abs(other - pixels).max() > 1e-2
+
+        # Interpolation: from the first test row to the first of another class, each row
+        # decoded with one of the two predicted classes.
+        x_test, y_test = run.data.x_test_gray, run.data.y_test
+        ends = x_test[[0, int((y_test != y_test[0]).nonzero()[0])]]
+        y_ends = model.classifier(ends).argmax(-1)
+        z_ends = q_loc(ends, y_ends)
+        w = torch.linspace(0, 1, 10).unsqueeze(-1)
+        path = (1 - w) * z_ends[0] + w * z_ends[1]
+        rows = list(dict.fromkeys(y_ends.tolist()))
+        decoded = torch.cat([bernoulli_mean(path, torch.full((10,), c)) for c in rows])
+        pixels, labels = shown("interpolation.png", drawn_ssvae)
+        np.testing.assert_allclose(pixels, tiled(as_images(decoded), 10), atol=1e-6)
+        assert labels == [f"y = {c}" for c in rows]
+
+        # classes.png: row c decodes the same 10 prior draws of z with y = c.
+        z = torch.randn(10, k, generator=torch.Generator().manual_seed(3))
+        samples = torch.stack([bernoulli_mean(z, torch.full((10,), c)) for c in range(classes)])
+        pixels, labels = shown("classes.png", drawn_ssvae)
+        np.testing.assert_allclose(pixels, tiled(as_images(samples.reshape(-1, 64)), 10), atol=1e-6)
+        assert labels == [f"y = {c}" for c in range(classes)]
+        assert all((samples[c] - samples[0]).abs().max() > 1e-3 for c in range(1, classes))

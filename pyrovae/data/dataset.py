@@ -21,7 +21,8 @@ class Dataset:
 
     ``x_train``: (n_train, D) float32; ``x_test``: (n_test, D) float32; ``y_*``: (n,) int64 or
     None. ``image_shape`` is (H, W) when rows are flattened grayscale images, else None.
-    ``support`` is "unit" when every value lies in [0, 1], else "real".
+    ``support`` is "unit" when every value lies in [0, 1], else "real". ``features``
+    describes the source when the rows are another run's features (:func:`with_features`).
     """
 
     name: str
@@ -34,11 +35,55 @@ class Dataset:
     num_classes: int | None = None
     extras: dict = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None  # when the classes have names besides numbers
+    features: dict | None = None
 
     @property
     def x_dim(self) -> int:
         """Number of features D per row."""
         return int(self.x_train.shape[1])
+
+
+def with_features(
+    dataset: Dataset, x_train: torch.Tensor, x_test: torch.Tensor, source: dict
+) -> Dataset:
+    """``dataset`` with every row replaced by its features, row for row (the labels, class
+    names and row order stay, so a seeded validation split picks the same rows).
+
+    :param x_train, x_test: ``(n_train, k)`` and ``(n_test, k)`` float32 features of the
+        rows of ``dataset.x_train`` and ``dataset.x_test``, e.g. posterior means of a run.
+    :param source: what the features are (kept as ``Dataset.features``, e.g. the run folder
+        and its model).
+
+    Features are real numbers, whatever their range: ``support`` is ``"real"`` (no
+    binarization, a Gaussian by default), and there is no image shape.
+    """
+    for name, new, old in (
+        ("x_train", x_train, dataset.x_train),
+        ("x_test", x_test, dataset.x_test),
+    ):
+        if new.dim() != 2 or new.shape[0] != old.shape[0]:
+            raise PyrovaeError(
+                f"features of {dataset.name} {name} have shape {tuple(new.shape)}: expected one "
+                f"row per data row, ({old.shape[0]}, k)"
+            )
+    if x_train.shape[1] != x_test.shape[1]:
+        raise PyrovaeError(
+            f"features of x_train ({x_train.shape[1]} columns) and x_test "
+            f"({x_test.shape[1]} columns) differ in width"
+        )
+    features = Dataset(
+        name=dataset.name,
+        x_train=x_train.to(torch.float32),
+        x_test=x_test.to(torch.float32),
+        y_train=dataset.y_train,
+        y_test=dataset.y_test,
+        image_shape=None,
+        support="real",
+        num_classes=dataset.num_classes,
+        class_names=dataset.class_names,
+        features=dict(source),
+    )
+    return checked(features)
 
 
 def as_float(value: object) -> float | None:

@@ -1,4 +1,5 @@
-"""Figures of a semi-supervised run: class-conditional generation, confusion matrix, accuracy.
+"""Figures of a semi-supervised run: class-conditional generation (analogies, rows per
+class), confusion matrix, accuracy.
 
 Same conventions as :mod:`pyrovae.plots.run`: tensors or arrays in; a builder
 ``xxx_figure(...) -> Figure`` and a writer ``plot_xxx(..., path) -> Path`` per figure;
@@ -70,6 +71,40 @@ def plot_analogies(
     """:func:`analogies_figure` written as a PNG at ``path``; returns the Path."""
     figure = analogies_figure(sources, generated, image_shape, title, class_names)
     return save_figure(figure, path)
+
+
+def class_rows_figure(
+    images, image_shape: tuple[int, int], row_labels, title: str = "", xlabel: str = ""
+) -> Figure:
+    """An image grid of ``R`` rows of ``C`` images each, every row labelled (e.g. by the
+    class ``y`` that decoded it).
+
+    :param images: ``(R, C, h*w)``: row r, column c is ``images[r, c]``.
+    :param image_shape: ``(h, w)``.
+    :param row_labels: ``R`` labels, top to bottom.
+    """
+    images = to_numpy(images).astype(np.float64)
+    if images.ndim != 3:
+        raise PyrovaeError(f"images must have shape (rows, columns, h*w), got {images.shape}")
+    rows, columns, _ = images.shape
+    if len(row_labels) != rows:
+        raise PyrovaeError(f"{rows} rows of images but {len(row_labels)} row labels")
+    grid = tile_images(images.reshape(rows * columns, -1), image_shape, columns)
+    fig = Figure(figsize=grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
+    ax = fig.add_subplot()
+    show_grid(ax, grid, title)
+    row_height = grid.shape[0] / rows
+    ax.set_yticks([(i + 0.5) * row_height for i in range(rows)], [str(r) for r in row_labels])
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+def plot_class_rows(
+    images, image_shape: tuple[int, int], row_labels, path, title: str = "", xlabel: str = ""
+) -> Path:
+    """:func:`class_rows_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(class_rows_figure(images, image_shape, row_labels, title, xlabel), path)
 
 
 def confusion_matrix_figure(

@@ -95,6 +95,9 @@ class Recipe:
     - ``train_objective_is_elbo``: False when the training steps' objective differs from
       the ELBO the runner evaluates (a relaxation): the training rows' ELBO is then
       evaluated apart every epoch.
+    - ``own_figures``: file names of the run's usual figures
+      (:func:`~pyrovae.figures.run_figures`) that the recipe's :meth:`report` draws itself,
+      e.g. with what the model needs beyond its traces.
     """
 
     default_guide: str | None = None
@@ -104,6 +107,7 @@ class Recipe:
     objective: str | None = None
     elbo: str = "trace"
     train_objective_is_elbo: bool = True
+    own_figures: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -164,7 +168,8 @@ class Recipe:
         from pyrovae.inference.diagnostics.structure import inspect_pair
         from pyrovae.spiral import spiral_report
 
-        report = Report(figures=run_figures(model, guide, data, history, out_dir))
+        figures = run_figures(model, guide, data, history, out_dir, skip=self.own_figures)
+        report = Report(figures=figures)
         objective = self.objective
         probe = data.x_test[:3].to(device_of(model, guide))
         if objective is None and inspect_pair(model, guide, probe).point_mass_sites:
