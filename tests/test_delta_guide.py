@@ -69,7 +69,7 @@ def test_points_of_any_sites_lie_in_their_supports_and_the_loss_is_minus_log_joi
         + dist.Dirichlet(torch.ones(3)).log_prob(w).sum()
         + dist.Normal(loc, tau).log_prob(x).sum()
     )
-    assert Trace_ELBO().loss(model, guide, x) == pytest.approx(-float(log_joint), rel=1e-5)
+    assert Trace_ELBO().loss(model, guide, x) == pytest.approx(-log_joint.item(), rel=1e-5)
 
 
 def test_a_user_model_trains_under_the_delta_guide_through_the_runner(tmp_path):
