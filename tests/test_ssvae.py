@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pyro.poutine as poutine
@@ -16,7 +17,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference import check_pair
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split
 from pyrovae.models import ModelSpec
-from pyrovae.models import ssvae as ssvae_module
+from pyrovae.models.ssvae import SSVAE
 from pyrovae.plots import ssvae as ssvae_plots
 from pyrovae.recipes import build_pair
 from pyrovae.recipes import ssvae as ssvae_recipe
@@ -197,7 +198,10 @@ def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["elbo"] == "enum" and summary["labels"] == 50
-    assert summary["alpha"] == pytest.approx(ssvae_module.default_alpha(64)) == 6.4
+    # The default alpha = 0.3 D N / n_l: the classification term weighs 0.3 nats per pixel
+    # of each of the N training rows (digits: 1437 training images, 10% held out), for any n_l.
+    rows = 1437 - round(0.1 * 1437)
+    assert summary["alpha"] == pytest.approx(0.3 * 64 * rows / 50)
     for key in ("test_accuracy", "baseline_accuracy", "val_accuracy", "test_accuracy_binarized"):
         assert 0 <= summary[key] <= 1, key
     assert summary["baseline_epochs"] <= 20
@@ -294,3 +298,14 @@ def test_figures_decode_the_class_q_predicts_and_each_class_row_its_own(tmp_path
         np.testing.assert_allclose(pixels, tiled(as_images(samples.reshape(-1, 64)), 10), atol=1e-6)
         assert labels == [f"y = {c}" for c in range(classes)]
         assert all((samples[c] - samples[0]).abs().max() > 1e-3 for c in range(1, classes))
+
+
+@pytest.mark.parametrize("labels", [20, 100, 1000])
+def test_default_alpha_gives_the_labels_the_same_total_weight_for_any_count(labels):
+    """alpha * n_l = 0.3 D N: the classification term weighs 0.3 nats per pixel of every
+    training row, however many rows are labelled; without --labels, n_l = 10 per class."""
+    spec = ModelSpec(x_dim=784, latent_dim=2, hidden=(8,), num_classes=10, num_data=54_000)
+    model = SSVAE(replace(spec, options={"labels": labels}))
+    assert model.alpha * labels == pytest.approx(0.3 * 784 * 54_000)
+    assert SSVAE(spec).alpha == pytest.approx(0.3 * 784 * 54_000 / 100)
+    assert SSVAE(replace(spec, options={"labels": labels, "alpha": 3.0})).alpha == 3.0

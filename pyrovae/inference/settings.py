@@ -46,7 +46,7 @@ class TrainSettings:
     patience: int = option(
         30, "stop after this many epochs without a better validation ELBO (0: never)"
     )
-    eval_batch_size: int = option(10_000, "rows per evaluation batch")
+    eval_batch_size: int = option(1_000, "rows per evaluation batch")
     validate_steps: bool = option(
         False,
         "keep Pyro's distribution-argument checks on in every training step (they always "

@@ -22,9 +22,20 @@ under ``poutine.scale(alpha)``, so the one ELBO the runner optimizes is ``-J``.
 **Scaling convention.** ``alpha`` (``spec.options["alpha"]``) is the weight *per labelled
 example*, in the same units as one example's ELBO. The paper writes the term as
 ``alpha' * E_labelled[log q(y|x)]``, a mean over the n_l labelled rows, with
-``alpha' = 0.1 N`` (N training rows), i.e. ``alpha = 0.1 N / n_l`` per example. The default
-here is ``alpha = 0.1 * D`` for rows of width D (:func:`default_alpha`); how it was chosen is
-in the README and ``benchmarks/ssvae_labels.py``.
+``alpha' = 0.1 N`` (N training rows), i.e. ``alpha = 0.1 N / n_l`` per example.
+
+**The default** (:func:`default_alpha`) is ``alpha = kappa * D * N / n_l`` for rows of width
+D, with ``kappa = DEFAULT_KAPPA``. Its derivation: for an unlabelled row, U(x) pulls q(y|x)
+towards the model's own posterior over classes, ``softmax_y L(x, y)``, with a force set by
+how much L(x, y) differs between classes, a log-likelihood of D pixels, so O(D) nats per
+row; summed over the N rows, O(D N). The labels must pull at least as hard for the classes
+of q(y|x) to stay the labelled ones rather than clusters of the decoder, and their pull is
+``alpha * n_l`` times a cross-entropy of order one. Hence ``alpha * n_l = kappa D N``: the
+whole classification term weighs ``kappa`` nats per pixel of every training row, whatever
+the number of labels. The paper's ``0.1 N / n_l`` is this with ``kappa D = 0.1``, a weight
+that leaves q(y|x) to the decoder's clusters once those differ from the classes (as on
+Fashion-MNIST). The sweep that chose ``kappa`` is ``benchmarks/ssvae_alpha.py``; its table
+is in the README.
 
 ``weight`` scales both programs' log densities per row (``poutine.scale``): the batches of
 the ssvae recipe give each labelled row the weight ``n_l / (labelled rows drawn per
@@ -46,13 +57,17 @@ from pyrovae.models.likelihoods import build_likelihood
 from pyrovae.models.networks import mlp
 from pyrovae.models.spec import ModelSpec
 
-DEFAULT_ALPHA_PER_DIMENSION = 0.1
-"""The default alpha is ``0.1 * D`` per labelled example (see the module notes)."""
+DEFAULT_KAPPA = 0.3
+"""Weight of the whole classification term per pixel of every training row (module notes)."""
+
+DEFAULT_LABELS_PER_CLASS = 10
+"""``--labels`` defaults to this many labelled rows per class (100 for 10 classes)."""
 
 
-def default_alpha(x_dim: int) -> float:
-    """Weight of ``log q(y|x)`` per labelled example when ``--alpha`` is not given: ``0.1 D``."""
-    return DEFAULT_ALPHA_PER_DIMENSION * x_dim
+def default_alpha(x_dim: int, num_data: int, num_labels: int) -> float:
+    """Weight of ``log q(y|x)`` per labelled example when ``--alpha`` is not given:
+    ``kappa * D * N / n_l`` for rows of width D, N training rows and n_l labelled ones."""
+    return DEFAULT_KAPPA * x_dim * num_data / num_labels
 
 
 def _joined_mlp(net: nn.Sequential, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -94,8 +109,15 @@ class SSVAE(nn.Module):
             )
         self.num_classes = spec.num_classes
         self.latent_dim = spec.latent_dim
-        alpha = (spec.options or {}).get("alpha")
-        self.alpha = default_alpha(spec.x_dim) if alpha is None else float(alpha)
+        options = spec.options or {}
+        alpha = options.get("alpha")
+        if alpha is None:
+            labels = options.get("labels")
+            if not labels or labels < 1:  # a bad count is the recipe's to report
+                labels = DEFAULT_LABELS_PER_CLASS * self.num_classes
+            rows = spec.num_data if spec.num_data else labels
+            alpha = default_alpha(spec.x_dim, rows, labels)
+        self.alpha = float(alpha)
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise PyrovaeError(f"--alpha must be a finite number >= 0, got {alpha}")
         self.classifier = mlp([spec.x_dim, *spec.hidden, self.num_classes])

@@ -24,10 +24,8 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference.classifier import accuracy, predict, train_classifier
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
 from pyrovae.models.networks import mlp
+from pyrovae.models.ssvae import DEFAULT_KAPPA, DEFAULT_LABELS_PER_CLASS
 from pyrovae.recipes.base import Recipe, RecipeOption, Report
-
-DEFAULT_LABELS_PER_CLASS = 10
-"""``--labels`` defaults to this many labelled rows per class (100 for 10 classes)."""
 
 BASELINE_MAX_EPOCHS = 3000
 BASELINE_PATIENCE = 200
@@ -63,7 +61,8 @@ class SSVAERecipe(Recipe):
             float,
             None,
             "ssvae: weight of the auxiliary classification loss per labelled example "
-            "(default 0.1 D; see pyrovae.models.ssvae)",
+            f"(default {DEFAULT_KAPPA:g} D N / n_l: D pixels, N training rows, n_l labelled "
+            "rows; see pyrovae.models.ssvae)",
             _nonnegative,
         ),
     )
