@@ -44,20 +44,6 @@ FIGURES = {
 UNITS = "nats per example (log densities of one test row); higher is better"
 
 
-@contextmanager
-def _evaluation_mode(*programs):
-    """Modules in eval mode (no dropout) for the block, restored afterwards."""
-    modules = [p for p in programs if isinstance(p, nn.Module)]
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes, strict=True):
-            m.train(mode)
-
-
 def _timed(seconds: dict, name: str):
     @contextmanager
     def block():
@@ -127,7 +113,7 @@ def diagnose(
     """
     from pyrovae.api import Run, load_run
     from pyrovae.inference.diagnostics.memory import retain_freed_memory
-    from pyrovae.inference.diagnostics.structure import frozen_parameters
+    from pyrovae.inference.diagnostics.structure import evaluation_mode, frozen_parameters
 
     unknown = sorted(set(options) - {f.name for f in fields(DiagnosisOptions)})
     if unknown:
@@ -136,7 +122,7 @@ def diagnose(
     if not isinstance(run, Run):
         run = load_run(run, device=device)
     retain_freed_memory()
-    with frozen_parameters(run.model, run.guide), _evaluation_mode(run.model, run.guide):
+    with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
         return _diagnose(run, settings, write=write, progress=progress)
 
 

@@ -28,8 +28,8 @@ import numpy as np
 import pyro
 import torch
 
-from pyrovae.diagnosis import _evaluation_mode
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.diagnostics.structure import evaluation_mode
 from pyrovae.inference.settings import option
 
 ALL = "all"
@@ -122,7 +122,7 @@ def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.
     x = _checked_rows(run, x)
     on = device_of(run.model, run.guide)
     probe = run.data.x_test[:2].to(on)
-    with torch.no_grad(), _evaluation_mode(run.model, run.guide):
+    with torch.no_grad(), evaluation_mode(run.model, run.guide):
         model, guide = _encoder(run, probe)
         if x.shape[0] == 0:
             return _encode(model, guide, probe, batch_size, on)[:0]
@@ -323,7 +323,7 @@ def linear_probe(run, *, device: str = "cpu", write: bool = True, **options) -> 
     on = device_of(run.model, run.guide)
     pyro.set_rng_seed(opts.seed)
     start = time.perf_counter()
-    with torch.no_grad(), _evaluation_mode(run.model, run.guide):
+    with torch.no_grad(), evaluation_mode(run.model, run.guide):
         model, guide = _encoder(run, x_test[:2].to(on))
         z_train = _encode(model, guide, x_train, opts.batch_size, on).numpy()
         z_test = _encode(model, guide, x_test, opts.batch_size, on).numpy()

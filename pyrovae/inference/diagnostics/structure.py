@@ -213,3 +213,18 @@ def frozen_parameters(*programs):
     finally:
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
+
+
+@contextmanager
+def evaluation_mode(*programs):
+    """The ``nn.Module`` programs in eval mode (no dropout, batch-norm statistics fixed) for the
+    block, their modes restored afterwards."""
+    modules = [p for p in programs if isinstance(p, nn.Module)]
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
