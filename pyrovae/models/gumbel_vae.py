@@ -24,7 +24,7 @@ from torch import nn
 from torch.distributions import kl_divergence, register_kl
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.models.likelihoods import build_likelihood
+from pyrovae.models.likelihoods import likelihood_for
 from pyrovae.models.networks import decoder_network, encoder_network
 from pyrovae.models.spec import ModelSpec
 
@@ -67,12 +67,7 @@ class GumbelVAE(nn.Module):
         self.num_variables, self.num_categories = spec.latent_dim, _categories(spec)
         self.register_buffer("temperature", torch.tensor(1.0))
         self.decoder = decoder_network(spec, self.num_variables * self.num_categories)
-        self.likelihood = build_likelihood(
-            spec.likelihood,
-            spec.x_dim,
-            gaussian_scale=spec.gaussian_scale,
-            gray_bernoulli=spec.gray_bernoulli,
-        )
+        self.likelihood = likelihood_for(spec)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         uniform = x.new_zeros(self.num_variables, self.num_categories)

@@ -97,3 +97,13 @@ def build_likelihood(
     if name == "bernoulli":
         return Bernoulli(allow_gray=gray_bernoulli)
     return LIKELIHOODS[name]()
+
+
+def likelihood_for(spec) -> nn.Module:
+    """The likelihood a :class:`~pyrovae.models.spec.ModelSpec` names, for its data width."""
+    return build_likelihood(
+        spec.likelihood,
+        spec.x_dim,
+        gaussian_scale=spec.gaussian_scale,
+        gray_bernoulli=spec.gray_bernoulli,
+    )

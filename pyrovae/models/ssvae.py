@@ -53,7 +53,7 @@ from pyro.infer import config_enumerate
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.models.likelihoods import build_likelihood
+from pyrovae.models.likelihoods import likelihood_for
 from pyrovae.models.networks import mlp
 from pyrovae.models.spec import ModelSpec
 
@@ -122,12 +122,7 @@ class SSVAE(nn.Module):
             raise PyrovaeError(f"--alpha must be a finite number >= 0, got {alpha}")
         self.classifier = mlp([spec.x_dim, *spec.hidden, self.num_classes])
         self.decoder = mlp([spec.latent_dim + self.num_classes, *reversed(spec.hidden), spec.x_dim])
-        self.likelihood = build_likelihood(
-            spec.likelihood,
-            spec.x_dim,
-            gaussian_scale=spec.gaussian_scale,
-            gray_bernoulli=spec.gray_bernoulli,
-        )
+        self.likelihood = likelihood_for(spec)
 
     def forward(
         self, x: torch.Tensor, y: torch.Tensor | None = None, weight: torch.Tensor | None = None

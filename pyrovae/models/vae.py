@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyrovae.models.likelihoods import build_likelihood
+from pyrovae.models.likelihoods import likelihood_for
 from pyrovae.models.networks import decoder_network, encoder_network
 from pyrovae.models.spec import ModelSpec
 
@@ -28,12 +28,7 @@ class VAE(nn.Module):
         super().__init__()
         self.latent_dim = spec.latent_dim
         self.decoder = decoder_network(spec, spec.latent_dim)
-        self.likelihood = build_likelihood(
-            spec.likelihood,
-            spec.x_dim,
-            gaussian_scale=spec.gaussian_scale,
-            gray_bernoulli=spec.gray_bernoulli,
-        )
+        self.likelihood = likelihood_for(spec)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         prior = dist.Normal(x.new_zeros(self.latent_dim), x.new_ones(self.latent_dim))
