@@ -273,6 +273,7 @@ def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: boo
         train_x=data.training_rows(TRAIN_ELBO_ROWS).to(device),
         start_epoch=lambda epoch: recipe.start_epoch(model, guide, config, epoch),
         objective_is_elbo=recipe.train_objective_is_elbo,
+        select_by=recipe.select_by,
     )
     batches = recipe.batches(data, config, device)
     if group is None:
@@ -321,8 +322,8 @@ def _continue(trainer: Trainer, folder: RunFolder, config: TrainConfig, epochs_g
         )
     if trainer.stopped_early and epochs_given and config.epochs > trained:
         raise PyrovaeError(
-            f"{folder.path} stopped early at epoch {trained}: its validation ELBO has not "
-            f"improved for {config.patience} epochs, so more --epochs would train nothing; "
+            f"{folder.path} stopped early at epoch {trained}: its {trainer.select_by[0]} has "
+            f"not improved for {config.patience} epochs, so more --epochs would train nothing; "
             "start a new run to train longer (e.g. with --patience 0)"
         )
 
@@ -356,8 +357,8 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "num_val": int(data.x_val.shape[0]),
         "num_test": int(data.x_test.shape[0]),
         "units": "nats per example (higher is better)",
-        "taken_at": "best_epoch: the epoch with the best validation ELBO, whose parameters "
-        "the run keeps (the last epoch when there are no validation rows)",
+        "taken_at": f"best_epoch: the epoch with the best {' then '.join(trainer.select_by)}, "
+        "whose parameters the run keeps (the last epoch when there are no validation rows)",
         "versions": {"pyro": pyro.__version__, "torch": torch.__version__},
         **({"features": data.dataset.features} if data.dataset.features else {}),
     }

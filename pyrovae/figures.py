@@ -8,7 +8,6 @@ model and guide) and go to :mod:`pyrovae.plots`. Written into the run folder:
 2-D data, ``spiral.png``.
 """
 
-import math
 from pathlib import Path
 
 import pyro.poutine as poutine
@@ -29,15 +28,26 @@ def device_of(*programs) -> torch.device:
     return torch.device("cpu")
 
 
-def best_epoch(history: list[dict]) -> int | None:
-    """The epoch of the row with the highest ``val_elbo`` (the one the runner keeps; the
-    first of equal ones), or None when no row has a finite validation ELBO."""
-    scored = [r for r in history if r.get("val_elbo") is not None and math.isfinite(r["val_elbo"])]
-    return max(scored, key=lambda r: r["val_elbo"])["epoch"] if scored else None
+def best_epoch(history: list[dict], select_by: tuple[str, ...] = ("val_elbo",)) -> int | None:
+    """The epoch the runner keeps: the row with the highest ``select_by`` score (see
+    :func:`~pyrovae.inference.runner.selection_score`; the first of equal ones), or None when
+    no row has a finite first key."""
+    from pyrovae.inference.runner import selection_score
+
+    scored = [(selection_score(r, select_by), r["epoch"]) for r in history]
+    scored = [(score, -epoch) for score, epoch in scored if score is not None]
+    return -max(scored)[1] if scored else None
 
 
 def run_figures(
-    model, guide, data, history: list[dict], out_dir, max_points: int = 2000, skip=()
+    model,
+    guide,
+    data,
+    history: list[dict],
+    out_dir,
+    max_points: int = 2000,
+    skip=(),
+    select_by: tuple[str, ...] = ("val_elbo",),
 ) -> list[Path]:
     """Draw every figure of the run into ``out_dir``; returns their paths.
 
@@ -47,6 +57,7 @@ def run_figures(
     :param max_points: test rows encoded for the latent-space figures.
     :param skip: file names (``"reconstructions.png"``) not to draw: a recipe that draws
         its own version of a figure names it here.
+    :param select_by: how the runner chose the kept epoch (marked on the curves).
     """
     out_dir = Path(out_dir)
     dataset = data.dataset
@@ -57,7 +68,7 @@ def run_figures(
     site = latent_site(model, guide, x)
     figures = {
         "training_curves.png": lambda path: plots.plot_training_curves(
-            history, path, best_epoch=best_epoch(history)
+            history, path, best_epoch=best_epoch(history, select_by)
         ),
         "reconstructions.png": lambda path: plots.plot_reconstructions(
             _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape, path

@@ -79,13 +79,14 @@ SUMMARY_KEYS: dict[str, Described] = {
     "options": Described("the model's own options (flags of its recipe)", "", SETTING),
     "epochs": Described("epochs trained", "epochs", RUN),
     "best_epoch": Described(
-        "the epoch with the best validation ELBO: the run keeps its parameters, and the "
-        "numbers marked 'best epoch' are measured there",
+        "the epoch with the best validation score (the validation ELBO; ssvae: the "
+        "validation accuracy, ties by the validation ELBO): the run keeps its parameters, and "
+        "the numbers marked 'best epoch' are measured there",
         "epoch",
         RUN,
     ),
     "stopped_early": Described(
-        "whether early stopping ended the run (no better validation ELBO for --patience epochs)",
+        "whether early stopping ended the run (no better validation score for --patience epochs)",
         "",
         RUN,
     ),

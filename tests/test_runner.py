@@ -8,6 +8,7 @@ import torch
 import pyrovae
 from pyrovae.data import load_dataset
 from pyrovae.errors import PyrovaeError
+from pyrovae.figures import best_epoch
 from pyrovae.inference import (
     TensorBatches,
     Trainer,
@@ -16,6 +17,7 @@ from pyrovae.inference import (
     save_checkpoint,
 )
 from pyrovae.inference import checkpoint as checkpoint_module
+from pyrovae.inference.runner import selection_score
 from pyrovae.models import VAE, MLPNormalGuide, ModelSpec
 
 TINY = dict(hidden=(64,), latent_dim=4, quiet=True, batch_size=64)
@@ -219,3 +221,50 @@ def test_annealed_runs_report_the_objective_and_the_true_elbo(tmp_path):
     # Without annealing the two columns are the same number.
     plain = pyrovae.train(dataset="digits", epochs=1, out=str(tmp_path / "p"), **TINY)
     assert plain.history[0]["train_objective"] == plain.history[0]["train_elbo"]
+
+
+def test_select_by_an_epoch_metric_keeps_its_best_epoch(monkeypatch):
+    """``select_by=("val_accuracy", "val_elbo")``: scripted accuracies peak at epochs 2 and 4
+    (a tie, broken by the better validation ELBO of epoch 4) while the validation ELBO keeps
+    rising; patience counts epochs without a better accuracy."""
+    spec = ModelSpec(x_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian")
+    model, guide = VAE(spec), MLPNormalGuide(spec)
+    x = torch.randn(64, 4)
+    accuracies = iter([0.5, 0.8, 0.7, 0.8, 0.6, 0.79, 0.9])
+    snapshots = []
+
+    def epoch_metrics():
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"val_accuracy": next(accuracies)}
+
+    trainer = Trainer(
+        model,
+        guide,
+        TensorBatches(x, 16),
+        TrainSettings(epochs=20, patience=2, quiet=True),
+        val_x=x[:8],
+        epoch_metrics=epoch_metrics,
+        select_by=("val_accuracy", "val_elbo"),
+    )
+    elbos = iter([-9.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0])
+    real_evaluate = trainer.evaluate
+    monkeypatch.setattr(
+        trainer,
+        "evaluate",
+        lambda rows: next(elbos) if rows is trainer.val_x else real_evaluate(rows),
+    )
+    history = trainer.fit()
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5, 6]
+    assert trainer.stopped_early and trainer.best["epoch"] == 4
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, snapshots[3][key]), key
+    assert best_epoch(history, ("val_accuracy", "val_elbo")) == 4
+    assert best_epoch(history) == 6
+
+
+def test_selection_score_orders_by_the_first_key_then_the_next():
+    keys = ("val_accuracy", "val_elbo")
+    assert selection_score({"val_accuracy": 0.9, "val_elbo": -5.0}, keys) == (0.9, -5.0)
+    assert selection_score({"val_accuracy": math.nan, "val_elbo": -5.0}, keys) is None
+    assert selection_score({"val_elbo": -5.0}, keys) is None
+    assert selection_score({"val_accuracy": 0.9}, keys) == (0.9, -math.inf)

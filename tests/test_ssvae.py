@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
+import pyrovae
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference import check_pair
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split
@@ -226,6 +227,26 @@ def test_short_run_writes_accuracies_and_figures(tmp_path, capsys, monkeypatch):
     assert ax.images[0].get_array().shape[0] == 11 * (8 + 2) + 2  # 11 rows of 8x8 digits
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "val_accuracy" in header and "test_accuracy" in header
+
+
+def test_the_run_keeps_the_epoch_with_the_best_validation_accuracy(tmp_path, monkeypatch):
+    """The ssvae keeps (and patience watches) q(y|x)'s validation accuracy, ties broken by
+    the validation ELBO: the parameters restored at the end classify the validation rows as
+    that epoch's row of metrics.csv says, not as the best-ELBO epoch's."""
+    monkeypatch.setattr(ssvae_recipe, "BASELINE_MAX_EPOCHS", 2)
+    run = pyrovae.train(
+        model="ssvae", labels=50, epochs=6, patience=0, hidden=(16,), latent_dim=2,
+        lr=1e-2, seed=0, quiet=True, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    history, summary = run.history, run.summary
+    scores = [(r["val_accuracy"], r["val_elbo"]) for r in history]
+    kept = max(range(len(history)), key=scores.__getitem__) + 1
+    assert summary["best_epoch"] == kept
+    # In this run the validation ELBO peaks later than the accuracy, which tells them apart.
+    assert kept != max(history, key=lambda r: r["val_elbo"])["epoch"]
+    assert summary["val_accuracy"] == history[kept - 1]["val_accuracy"] == max(scores)[0]
+    assert summary["test_accuracy"] == history[kept - 1]["test_accuracy"]
+    assert "val_accuracy then val_elbo" in summary["taken_at"]
 
 
 # --------------------------------------------------------------------------- figures of a run

@@ -92,6 +92,9 @@ class Trainer:
         yielding argument tuples, ``__len__`` and ``num_examples``).
     :param settings: a :class:`TrainSettings`.
     :param val_x: ``(n_val, D)`` rows for early stopping and picking the best epoch.
+    :param select_by: metric keys of an epoch's row (``val_elbo`` or one of ``epoch_metrics``)
+        whose values, compared in order (higher is better), pick the epoch whose parameters
+        are kept and drive ``settings.patience``; see :func:`selection_score`.
     :param test_x: ``(n_test, D)`` held-out rows, evaluated every epoch and reported.
     :param checkpoint_path: where to write the checkpoint after every epoch.
     :param on_epoch: called with the history (list of per-epoch dicts) after every epoch.
@@ -123,6 +126,7 @@ class Trainer:
         train_x: torch.Tensor | None = None,
         start_epoch: Callable[[int], None] | None = None,
         objective_is_elbo: bool = True,
+        select_by: tuple[str, ...] = ("val_elbo",),
     ):
         self.model, self.guide = model, guide
         self.train_x = train_x
@@ -134,6 +138,7 @@ class Trainer:
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.on_epoch = on_epoch
         self.epoch_metrics = epoch_metrics
+        self.select_by = tuple(select_by)
 
         # Trace once on a whole first batch: checks the pair's contract (one-line errors)
         # and creates any pyro.param sites.
@@ -165,7 +170,7 @@ class Trainer:
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
-        self.best: dict = {"epoch": None, "val_elbo": -math.inf}
+        self.best: dict = {"epoch": None}  # and the parameters of that epoch
         self.stale_epochs = 0
 
     # ---------------------------------------------------------------- checkpoints
@@ -342,7 +347,8 @@ class Trainer:
         """Train until ``settings.epochs`` epochs are done or early stopping fires.
 
         Returns the per-epoch history. When a validation set is given, the parameters of
-        the epoch with the best validation ELBO are restored at the end.
+        the epoch with the best ``select_by`` score (the validation ELBO by default) are
+        restored at the end.
         """
         settings = self.settings
         bar = tqdm(
@@ -384,12 +390,13 @@ class Trainer:
     def _track_best(self, row: dict) -> None:
         if self._absent("val_elbo"):
             return
-        if row["val_elbo"] > self.best["val_elbo"]:
-            self.best = {
-                "epoch": row["epoch"],
-                "val_elbo": row["val_elbo"],
-                **snapshot(self.model, self.guide),
-            }
+        score = selection_score(row, self.select_by)
+        if score is None:
+            return
+        kept = self.best["epoch"]
+        best = None if kept is None else selection_score(self.history[kept - 1], self.select_by)
+        if best is None or score > best:
+            self.best = {"epoch": row["epoch"], **snapshot(self.model, self.guide)}
             self.stale_epochs = 0
         else:
             self.stale_epochs += 1
@@ -398,6 +405,17 @@ class Trainer:
         """Load every parameter of the best validation epoch (no-op without validation)."""
         if self.best["epoch"] is not None:
             restore(self.model, self.guide, self.best)
+
+
+def selection_score(row: dict, keys: tuple[str, ...]) -> tuple[float, ...] | None:
+    """The values of ``keys`` in a metrics row, to compare epochs by (higher is better, the
+    first key first): None when the first is missing or not finite, and a non-finite later
+    key counts as -inf."""
+    first = row.get(keys[0])
+    if first is None or not math.isfinite(first):
+        return None
+    rest = [row.get(k) for k in keys[1:]]
+    return (first, *(v if v is not None and math.isfinite(v) else -math.inf for v in rest))
 
 
 def _format_row(row: dict) -> str:

@@ -44,7 +44,9 @@ class TrainSettings:
     anneal_epochs: float = option(0.0, "epochs of linear KL warm-up from ~0 to --beta")
     clip_norm: float | None = option(None, "clip the global gradient norm to this value (> 0)")
     patience: int = option(
-        30, "stop after this many epochs without a better validation ELBO (0: never)"
+        30,
+        "stop after this many epochs without a better validation score (the validation ELBO; "
+        "ssvae: the validation accuracy) (0: never)",
     )
     eval_batch_size: int = option(1_000, "rows per evaluation batch")
     validate_steps: bool = option(

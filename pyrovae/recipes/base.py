@@ -98,6 +98,9 @@ class Recipe:
     - ``own_figures``: file names of the run's usual figures
       (:func:`~pyrovae.figures.run_figures`) that the recipe's :meth:`report` draws itself,
       e.g. with what the model needs beyond its traces.
+    - ``select_by``: metric keys (``val_elbo`` or keys of :meth:`epoch_metrics`) whose
+      values, compared in order, higher is better, choose the epoch whose parameters the run
+      keeps and drive ``--patience``.
     """
 
     default_guide: str | None = None
@@ -108,6 +111,7 @@ class Recipe:
     elbo: str = "trace"
     train_objective_is_elbo: bool = True
     own_figures: tuple[str, ...] = ()
+    select_by: tuple[str, ...] = ("val_elbo",)
 
     # ------------------------------------------------------------------ options
     @classmethod
@@ -168,7 +172,9 @@ class Recipe:
         from pyrovae.inference.diagnostics.structure import inspect_pair
         from pyrovae.spiral import spiral_report
 
-        figures = run_figures(model, guide, data, history, out_dir, skip=self.own_figures)
+        figures = run_figures(
+            model, guide, data, history, out_dir, skip=self.own_figures, select_by=self.select_by
+        )
         report = Report(figures=figures)
         objective = self.objective
         probe = data.x_test[:3].to(device_of(model, guide))

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.figures import best_epoch
 from pyrovae.inference.classifier import accuracy, predict, train_classifier
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
 from pyrovae.models.networks import mlp
@@ -48,6 +49,9 @@ class SSVAERecipe(Recipe):
     network = {"hidden": (256, 256)}
     # Drawn by report() with the class q(y|x) predicts; from traces alone, y is a prior draw.
     own_figures = ("reconstructions.png", "interpolation.png")
+    # Kept epoch and patience: the validation accuracy of q(y|x), the baseline's own rule;
+    # ties (frequent on small validation sets) go to the better validation ELBO.
+    select_by = ("val_accuracy", "val_elbo")
     options = (
         RecipeOption(
             "labels",
@@ -128,7 +132,10 @@ class SSVAERecipe(Recipe):
         if history:
             figures.append(
                 ssvae_plots.plot_accuracy_curves(
-                    history, out_dir / "accuracy.png", summary["baseline_accuracy"], _best(history)
+                    history,
+                    out_dir / "accuracy.png",
+                    summary["baseline_accuracy"],
+                    best_epoch(history, self.select_by),
                 )
             )
         if data.y_test is not None and data.y_test.shape[0]:
@@ -321,9 +328,3 @@ def _hits(predicted: torch.Tensor, y: torch.Tensor | None) -> float:
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
-
-
-def _best(history: list[dict]) -> int | None:
-    """The epoch with the best validation ELBO (the one the runner keeps), if any."""
-    scored = [r for r in history if r.get("val_elbo") is not None and math.isfinite(r["val_elbo"])]
-    return max(scored, key=lambda r: r["val_elbo"])["epoch"] if scored else None
