@@ -255,11 +255,15 @@ def check_pair(model, guide, *args) -> PairInfo:
     return PairInfo(names, max([1, *dims]), enumerated, elbo)
 
 
+_LIBRARIES = ("pyro.distributions", "torch.distributions")
+
+
 def observation(model, x: torch.Tensor) -> tuple[str, str]:
     """``(name, support)`` of the distribution with which ``model`` observes ``x: (n, D)``.
 
-    ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"unit"`` (values in [0, 1]), ``"real"``
-    or ``"other"``; the model runs once on ``x`` without argument checks (gray levels under a
+    ``name`` is the class of the distribution, or of the nearest Pyro / torch distribution
+    it derives from. ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"unit"`` (values in
+    [0, 1]), ``"real"`` or ``"other"``; the model runs once on ``x`` without argument checks (gray levels under a
     Bernoulli are what binarization is for).
     """
     try:
@@ -271,7 +275,10 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
     while isinstance(fn, dist.Independent | dist.MaskedDistribution | dist.ExpandedDistribution):
         fn = fn.base_dist
     support = _support_kind(fn.support)
-    return type(fn).__name__, support
+    # A subclass (e.g. one with a faster log_prob) reports the Pyro or torch family it is.
+    families = (c for c in type(fn).__mro__ if c.__module__.startswith(_LIBRARIES))
+    return next(families, type(fn)).__name__, support
+
 
 
 def _support_kind(support) -> str:

@@ -16,6 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyro
+import pyro.poutine as poutine
 import torch
 from tqdm.auto import tqdm
 
@@ -27,6 +28,7 @@ from pyrovae.inference.contract import check_pair
 from pyrovae.inference.elbos import build_elbos, canonical_elbo_name, is_jit
 from pyrovae.inference.evaluate import evaluate_elbo
 from pyrovae.inference.parameters import all_parameters, owner_module, restore, snapshot
+from pyrovae.inference.precision import StepPrecision
 from pyrovae.inference.settings import OPTIMIZERS, TrainSettings
 
 
@@ -167,6 +169,10 @@ class Trainer:
         if not self.parameters:
             raise PyrovaeError("the model and guide have no parameters to train")
         self.optimizer = _fast_optimizer(settings.optimizer, self.parameters, settings.lr)
+        device = self.parameters[0].device
+        self.precision = StepPrecision(settings.precision, (model, guide), device)
+        if settings.precision != "float32":
+            self._check_precision(warmup_args)
 
         self.epoch = 0  # epochs completed
         self.history: list[dict] = []
@@ -242,10 +248,34 @@ class Trainer:
 
     def loss(self, args: tuple) -> torch.Tensor:
         """The (annealed) negative ELBO of the minibatch ``args``, differentiable."""
-        if self.latent_scale.scale == 1.0:
-            return self.objective(*args)
-        with self.latent_scale:
-            return self.objective(*args)
+        with self.precision.context():
+            if self.latent_scale.scale == 1.0:
+                return self.objective(*args)
+            with self.latent_scale:
+                return self.objective(*args)
+
+    def _check_precision(self, args: tuple) -> None:
+        """Trace the pair once in the step's precision: a site whose log-density comes out in
+        reduced precision (from a matrix product outside an ``nn.Linear`` / ``nn.Conv``
+        layer) is refused in one line, not left to lose digits or fail deep inside Pyro."""
+        with self.precision.context(), torch.no_grad():
+            guide_trace = poutine.trace(self.guide).get_trace(*args)
+            replayed = poutine.replay(self.model, trace=guide_trace)
+            model_trace = poutine.trace(replayed).get_trace(*args)
+            reduced = [
+                name
+                for trace in (guide_trace, model_trace)
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample"
+                and site["fn"].log_prob(site["value"]).dtype != torch.float32
+            ]
+        if reduced:
+            raise PyrovaeError(
+                f"--precision {self.settings.precision}: the log-density of site "
+                f"{', '.join(dict.fromkeys(reduced))} comes out in reduced precision (a matrix "
+                "product outside an nn.Linear or nn.Conv layer); use --precision float32 or "
+                "compute it in a layer"
+            )
 
     def step(self, args: tuple, global_step: int) -> torch.Tensor:
         """One SVI update on the minibatch ``args``; returns the detached loss (nats)."""

@@ -12,6 +12,7 @@ import torch
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.elbos import canonical_elbo_name, is_jit
+from pyrovae.inference.precision import check_precision
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -49,6 +50,11 @@ class TrainSettings:
         "ssvae: the validation accuracy) (0: never)",
     )
     eval_batch_size: int = option(1_000, "rows per evaluation batch")
+    precision: str = option(
+        "float32",
+        "arithmetic of the networks' matrix products in training steps: float32, or bfloat16 "
+        "(autocast; activations, densities and all evaluation stay float32)",
+    )
     validate_steps: bool = option(
         False,
         "keep Pyro's distribution-argument checks on in every training step (they always "
@@ -63,6 +69,12 @@ class TrainSettings:
             )
         if self.elbo is not None:  # None: the model's recipe chooses (TrainConfig)
             canonical_elbo_name(self.elbo)
+        check_precision(self.precision)
+        if self.precision != "float32" and self.elbo is not None and is_jit(self.elbo):
+            raise PyrovaeError(
+                f"--precision {self.precision} cannot be combined with a JIT-compiled ELBO; "
+                "use --elbo without the jit- prefix or --precision float32"
+            )
         for name in ("epochs", "num_particles", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise PyrovaeError(
