@@ -263,8 +263,8 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
 
     ``name`` is the class of the distribution, or of the nearest Pyro / torch distribution
     it derives from. ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"unit"`` (values in
-    [0, 1]), ``"real"`` or ``"other"``; the model runs once on ``x`` without argument checks (gray levels under a
-    Bernoulli are what binarization is for).
+    [0, 1]), ``"real"`` or ``"other"``; the model runs once on ``x`` without argument
+    checks (gray levels under a Bernoulli are what binarization is for).
     """
     try:
         with poutine.block(), pyro.validation_enabled(False), torch.no_grad():
@@ -278,7 +278,6 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
     # A subclass (e.g. one with a faster log_prob) reports the Pyro or torch family it is.
     families = (c for c in type(fn).__mro__ if c.__module__.startswith(_LIBRARIES))
     return next(families, type(fn)).__name__, support
-
 
 
 def _support_kind(support) -> str:
