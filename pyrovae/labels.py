@@ -80,14 +80,22 @@ def balanced_label_split(
 class SemiSupervisedBatches:
     """Minibatches that interleave unlabelled rows ``(x,)`` and labelled rows ``(x, y, weight)``.
 
-    Every epoch visits each unlabelled row once, in ``ceil(n_u / batch_size)`` shuffled
-    batches; after each one comes a labelled batch of ``b_l = max(min(batch_size, n_l),
-    ceil(n_l / that count))`` rows drawn from back-to-back shuffles of the labelled rows, so
-    the few labelled rows are revisited many times per epoch (and every one at least once).
-    Each labelled row carries ``weight = n_l / (labelled rows drawn per epoch) <= 1``: the
-    losses of one epoch then sum to an unbiased estimate of the whole-data objective, in
-    which every labelled row counts once, however often it is revisited. Without unlabelled
-    rows an epoch is one pass over the labelled rows with weight 1.
+    An epoch is ``P = max(ceil(n_u / batch_size), ceil(n_l / batch_size))`` pairs of an
+    unlabelled batch and a labelled batch, so that every row of the larger set is visited
+    once and every row of the smaller one at least once:
+
+    - When the unlabelled rows set the count, they are visited once each, in ``P`` shuffled
+      batches ``(x,)``. Otherwise (more labelled rows than unlabelled ones, e.g. most of a
+      small data set labelled) each unlabelled batch has ``min(batch_size, n_u)`` rows drawn
+      from back-to-back shuffles, and comes as ``(x, None, weight)`` with ``weight = n_u /
+      (unlabelled rows drawn per epoch)``.
+    - Each labelled batch has ``b_l = max(min(batch_size, n_l), ceil(n_l / P))`` rows drawn
+      from back-to-back shuffles of the labelled rows, so the few labelled rows are revisited
+      many times per epoch, and carries ``weight = n_l / (P b_l) <= 1``.
+
+    With these weights the losses of one epoch sum to an unbiased estimate of the whole-data
+    objective, in which every row counts once, however often it is revisited. Without
+    unlabelled rows an epoch is one pass over the labelled rows with weight 1.
 
     :param x_labelled: ``(n_l, D)`` labelled rows, on the training device.
     :param y_labelled: ``(n_l,)`` int64 labels.
@@ -112,10 +120,14 @@ class SemiSupervisedBatches:
         self.x_l, self.y_l, self.x_u = x_labelled, y_labelled, x_unlabelled
         self.batch_size, self.seed, self.transform = batch_size, seed, transform
         n_l, n_u = self.x_l.shape[0], self.x_u.shape[0]
+        self.unlabelled_weight = None  # every unlabelled row once per epoch
         if n_u:
-            self.pairs = -(-n_u // batch_size)
+            self.pairs = max(-(-n_u // batch_size), -(-n_l // batch_size))
             self.labelled_batch = max(min(batch_size, n_l), -(-n_l // self.pairs))
             self.weight = n_l / (self.pairs * self.labelled_batch)
+            if self.pairs > -(-n_u // batch_size):
+                self.unlabelled_batch = min(batch_size, n_u)
+                self.unlabelled_weight = n_u / (self.pairs * self.unlabelled_batch)
         else:
             self.pairs, self.labelled_batch, self.weight = 0, batch_size, 1.0
 
@@ -133,8 +145,14 @@ class SemiSupervisedBatches:
         weight = self.x_l.new_full((index.shape[0],), self.weight)
         return self._x(self.x_l[index]), self.y_l[index], weight
 
+    def _unlabelled(self, index: torch.Tensor) -> tuple:
+        x = self._x(self.x_u[index])
+        if self.unlabelled_weight is None:
+            return (x,)
+        return x, None, x.new_full((index.shape[0],), self.unlabelled_weight)
+
     def epoch(self, epoch: int):
-        """Yield ``(x_u,)`` and ``(x_l, y_l, weight)`` argument tuples, alternating."""
+        """Yield unlabelled and ``(x_l, y_l, weight)`` argument tuples, alternating."""
         generator = torch.Generator().manual_seed(self.seed + epoch)
         n_l, n_u, device = self.x_l.shape[0], self.x_u.shape[0], self.x_l.device
         if not self.pairs:
@@ -142,12 +160,19 @@ class SemiSupervisedBatches:
             for start in range(0, n_l, self.batch_size):
                 yield self._labelled(order[start : start + self.batch_size])
             return
-        order_u = torch.randperm(n_u, generator=generator).to(device)
-        drawn = self.pairs * self.labelled_batch
-        passes = -(-drawn // n_l)
-        stream = torch.cat([torch.randperm(n_l, generator=generator) for _ in range(passes)])
-        stream = stream.to(device)
+        if self.unlabelled_weight is None:  # one shuffle, the last batch possibly short
+            b_u, order_u = self.batch_size, torch.randperm(n_u, generator=generator)
+        else:
+            b_u = self.unlabelled_batch
+            order_u = _shuffles(n_u, self.pairs * b_u, generator)
+        order_u = order_u.to(device)
+        stream = _shuffles(n_l, self.pairs * self.labelled_batch, generator).to(device)
         for i in range(self.pairs):
-            yield (self._x(self.x_u[order_u[i * self.batch_size : (i + 1) * self.batch_size]]),)
+            yield self._unlabelled(order_u[i * b_u : (i + 1) * b_u])
             b = self.labelled_batch
             yield self._labelled(stream[i * b : (i + 1) * b])
+
+
+def _shuffles(n: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """At least ``count`` indices from back-to-back random permutations of ``range(n)``."""
+    return torch.cat([torch.randperm(n, generator=generator) for _ in range(-(-count // n))])

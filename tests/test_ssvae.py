@@ -155,6 +155,22 @@ def test_batches_interleave_and_weigh_labelled_rows_once_per_epoch():
         assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
 
 
+def test_with_more_labelled_than_unlabelled_rows_both_count_once_per_epoch():
+    """45 labelled, 7 unlabelled rows, batches of 10: five pairs, so that every labelled row
+    is visited; the unlabelled rows are revisited and weighed down to count once in all."""
+    x_l, y_l = torch.rand(45, D), torch.arange(45) % K
+    x_u = torch.rand(7, D)
+    batches = SemiSupervisedBatches(x_l, y_l, x_u, batch_size=10, seed=1)
+    epoch = list(batches.epoch(0))
+    assert len(epoch) == len(batches) == 10
+    unlabelled, labelled = epoch[::2], epoch[1::2]
+    assert all(y is None and x.shape[0] == 7 for x, y, _ in unlabelled)
+    assert float(sum(w.sum() for _, _, w in unlabelled)) == pytest.approx(7)
+    assert float(sum(w.sum() for _, _, w in labelled)) == pytest.approx(45)
+    drawn = torch.cat([x for x, _, _ in labelled])
+    assert torch.equal(drawn.unique(dim=0), x_l.unique(dim=0))  # every labelled row visited
+
+
 # --------------------------------------------------------------------------- command line
 
 TINY = ["--model", "ssvae", "--epochs", "2", "--quiet", "--hidden", "16", "--latent-dim", "2"]
