@@ -255,7 +255,7 @@ def check_pair(model, guide, *args) -> PairInfo:
     return PairInfo(names, max([1, *dims]), enumerated, elbo)
 
 
-_LIBRARIES = ("pyro.distributions", "torch.distributions")
+_DISTRIBUTION_PACKAGES = ("pyro.distributions", "torch.distributions")
 
 
 def observation(model, x: torch.Tensor) -> tuple[str, str]:
@@ -276,7 +276,7 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
         fn = fn.base_dist
     support = _support_kind(fn.support)
     # A subclass (e.g. one with a faster log_prob) reports the Pyro or torch family it is.
-    families = (c for c in type(fn).__mro__ if c.__module__.startswith(_LIBRARIES))
+    families = (c for c in type(fn).__mro__ if c.__module__.startswith(_DISTRIBUTION_PACKAGES))
     return next(families, type(fn)).__name__, support
 
 
