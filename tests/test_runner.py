@@ -109,19 +109,22 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert resumed.summary["test_elbo"] == straight.summary["test_elbo"]
 
 
+def tiny_gaussian_trainer(patience: int, **options) -> Trainer:
+    """A 4-2-4 Gaussian VAE on 64 random rows (the first 8 also the validation rows), up to
+    20 epochs with ``patience``; ``options`` go to the Trainer."""
+    spec = ModelSpec(x_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian")
+    x = torch.randn(64, 4)
+    settings = TrainSettings(epochs=20, patience=patience, quiet=True)
+    return Trainer(
+        VAE(spec), MLPNormalGuide(spec), TensorBatches(x, 16), settings, val_x=x[:8], **options
+    )
+
+
 def test_early_stopping_restores_best_validation_epoch(tmp_path, monkeypatch):
     """Scripted validation ELBOs: the best is epoch 3, patience 3 stops after epoch 6, and the
     parameters of epoch 3 (modules and pyro.param sites) come back."""
-    spec = ModelSpec(x_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian")
-    model, guide = VAE(spec), MLPNormalGuide(spec)
-    x = torch.randn(64, 4)
-    trainer = Trainer(
-        model,
-        guide,
-        TensorBatches(x, 16),
-        TrainSettings(epochs=20, patience=3, quiet=True),
-        val_x=x[:8],
-    )
+    trainer = tiny_gaussian_trainer(patience=3)
+    model = trainer.model
     scripted = iter([-9.0, -8.0, -7.0, -7.5, -7.2, -8.1, -6.0])
     snapshots = []
     real_evaluate = trainer.evaluate
@@ -227,25 +230,17 @@ def test_select_by_an_epoch_metric_keeps_its_best_epoch(monkeypatch):
     """``select_by=("val_accuracy", "val_elbo")``: scripted accuracies peak at epochs 2 and 4
     (a tie, broken by the better validation ELBO of epoch 4) while the validation ELBO keeps
     rising; patience counts epochs without a better accuracy."""
-    spec = ModelSpec(x_dim=4, latent_dim=2, hidden=(8,), likelihood="gaussian")
-    model, guide = VAE(spec), MLPNormalGuide(spec)
-    x = torch.randn(64, 4)
     accuracies = iter([0.5, 0.8, 0.7, 0.8, 0.6, 0.79, 0.9])
     snapshots = []
 
     def epoch_metrics():
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
         return {"val_accuracy": next(accuracies)}
 
-    trainer = Trainer(
-        model,
-        guide,
-        TensorBatches(x, 16),
-        TrainSettings(epochs=20, patience=2, quiet=True),
-        val_x=x[:8],
-        epoch_metrics=epoch_metrics,
-        select_by=("val_accuracy", "val_elbo"),
+    trainer = tiny_gaussian_trainer(
+        patience=2, epoch_metrics=epoch_metrics, select_by=("val_accuracy", "val_elbo")
     )
+    model = trainer.model
     elbos = iter([-9.0, -8.0, -7.0, -6.0, -5.0, -4.0, -3.0])
     real_evaluate = trainer.evaluate
     monkeypatch.setattr(
