@@ -35,8 +35,8 @@ def best_epoch(history: list[dict], select_by: tuple[str, ...] = ("val_elbo",)) 
     from pyrovae.inference.runner import selection_score
 
     scored = [(selection_score(r, select_by), r["epoch"]) for r in history]
-    scored = [(score, -epoch) for score, epoch in scored if score is not None]
-    return -max(scored)[1] if scored else None
+    scored = [(score, epoch) for score, epoch in scored if score is not None]
+    return max(scored, key=lambda pair: pair[0])[1] if scored else None
 
 
 def run_figures(

@@ -120,7 +120,8 @@ class SemiSupervisedBatches:
         self.x_l, self.y_l, self.x_u = x_labelled, y_labelled, x_unlabelled
         self.batch_size, self.seed, self.transform = batch_size, seed, transform
         n_l, n_u = self.x_l.shape[0], self.x_u.shape[0]
-        self.unlabelled_weight = None  # every unlabelled row once per epoch
+        # Unlabelled batches of batch_size, every row once per epoch, unless revisited (below).
+        self.unlabelled_batch, self.unlabelled_weight = batch_size, None
         if n_u:
             self.pairs = max(-(-n_u // batch_size), -(-n_l // batch_size))
             self.labelled_batch = max(min(batch_size, n_l), -(-n_l // self.pairs))
@@ -160,12 +161,11 @@ class SemiSupervisedBatches:
             for start in range(0, n_l, self.batch_size):
                 yield self._labelled(order[start : start + self.batch_size])
             return
+        b_u = self.unlabelled_batch
         if self.unlabelled_weight is None:  # one shuffle, the last batch possibly short
-            b_u, order_u = self.batch_size, torch.randperm(n_u, generator=generator)
+            order_u = torch.randperm(n_u, generator=generator).to(device)
         else:
-            b_u = self.unlabelled_batch
-            order_u = _shuffles(n_u, self.pairs * b_u, generator)
-        order_u = order_u.to(device)
+            order_u = _shuffles(n_u, self.pairs * b_u, generator).to(device)
         stream = _shuffles(n_l, self.pairs * self.labelled_batch, generator).to(device)
         for i in range(self.pairs):
             yield self._unlabelled(order_u[i * b_u : (i + 1) * b_u])

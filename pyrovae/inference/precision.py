@@ -61,9 +61,3 @@ class StepPrecision:
         if self.precision == "float32":
             return nullcontext()
         return torch.autocast(self.device_type, dtype=torch.bfloat16)
-
-    def remove(self) -> None:
-        """Take the hooks off the layers again."""
-        for hook in self.hooks:
-            hook.remove()
-        self.hooks = []

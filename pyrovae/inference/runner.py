@@ -262,13 +262,14 @@ class Trainer:
             guide_trace = poutine.trace(self.guide).get_trace(*args)
             replayed = poutine.replay(self.model, trace=guide_trace)
             model_trace = poutine.trace(replayed).get_trace(*args)
-            reduced = [
-                name
-                for trace in (guide_trace, model_trace)
-                for name, site in trace.nodes.items()
-                if site["type"] == "sample"
-                and site["fn"].log_prob(site["value"]).dtype != torch.float32
-            ]
+            reduced = []
+            for trace in (guide_trace, model_trace):
+                trace.compute_log_prob()
+                reduced += [
+                    name
+                    for name, site in trace.nodes.items()
+                    if "log_prob" in site and site["log_prob"].dtype != torch.float32
+                ]
         if reduced:
             raise PyrovaeError(
                 f"--precision {self.settings.precision}: the log-density of site "
