@@ -541,6 +541,20 @@ def check_run_folder(run_dir) -> Path:
     return run_dir
 
 
+_COLUMN_NAMES = {"val_elbo": "validation ELBO", "val_accuracy": "validation accuracy"}
+
+
+def _select_by(config: dict) -> tuple[str, ...]:
+    """The metric keys by which the run of ``config`` keeps its epoch (its recipe's
+    ``select_by``); the validation ELBO when the recipe cannot be imported here."""
+    from pyrovae.pairs import recipe_class
+
+    try:
+        return recipe_class(config.get("recipe"), config.get("model")).select_by
+    except PyrovaeError:
+        return ("val_elbo",)
+
+
 def render_report(run_dir) -> str:
     """The HTML text of the report of ``run_dir`` (see the module docstring)."""
     import jinja2
@@ -552,8 +566,12 @@ def render_report(run_dir) -> str:
     summary_path = run_dir / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else {}
     metrics = read_metrics(run_dir / "metrics.csv")
+    select_by = _select_by(config)
     # An unfinished run has no summary: its best epoch so far, from metrics.csv.
-    best_epoch = summary["best_epoch"] if "best_epoch" in summary else best_of(metrics)
+    if "best_epoch" in summary:
+        best_epoch = summary["best_epoch"]
+    else:
+        best_epoch = best_of(metrics, select_by)
     if best_epoch is not None:
         best = f"best epoch ({best_epoch})"
     else:
@@ -584,6 +602,7 @@ def render_report(run_dir) -> str:
         finished=_modified(summary_path) if summary else None,
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         best_epoch=best_epoch,
+        kept_by=" then ".join(_COLUMN_NAMES.get(key, key) for key in select_by),
         best=best,
         taken_at=summary.get("taken_at", ""),
         summary_rows=table_rows(summary, {**option_helps, **SUMMARY_KEYS}, best),

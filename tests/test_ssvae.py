@@ -22,6 +22,7 @@ from pyrovae.models.ssvae import SSVAE
 from pyrovae.plots import ssvae as ssvae_plots
 from pyrovae.recipes import build_pair
 from pyrovae.recipes import ssvae as ssvae_recipe
+from pyrovae.report import render_report
 from tests.test_cli import assert_one_error_line, run_cli
 from tests.test_plots import keep_figures
 
@@ -263,6 +264,10 @@ def test_the_run_keeps_the_epoch_with_the_best_validation_accuracy(tmp_path, mon
     assert summary["val_accuracy"] == history[kept - 1]["val_accuracy"] == max(scores)[0]
     assert summary["test_accuracy"] == history[kept - 1]["test_accuracy"]
     assert "val_accuracy then val_elbo" in summary["taken_at"]
+    # An unfinished run's report (no summary.json yet) marks the same epoch from metrics.csv.
+    (tmp_path / "run" / "summary.json").unlink()
+    page = render_report(tmp_path / "run")
+    assert f"marks epoch {kept}, the best validation accuracy then validation ELBO." in page
 
 
 # --------------------------------------------------------------------------- figures of a run
