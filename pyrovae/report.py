@@ -105,7 +105,8 @@ SUMMARY_KEYS: dict[str, Described] = {
         BEST,
     ),
     "val_elbo": Described(
-        "ELBO of the validation rows, held out from training; it picks the kept epoch",
+        "ELBO of the validation rows, held out from training; it picks the kept epoch (ssvae: "
+        "it breaks ties of the validation accuracy)",
         NATS,
         BEST,
     ),
