@@ -263,3 +263,11 @@ def test_selection_score_orders_by_the_first_key_then_the_next():
     assert selection_score({"val_accuracy": math.nan, "val_elbo": -5.0}, keys) is None
     assert selection_score({"val_elbo": -5.0}, keys) is None
     assert selection_score({"val_accuracy": 0.9}, keys) == (0.9, -math.inf)
+
+
+def test_select_by_a_metric_the_epochs_lack_is_a_one_line_error():
+    """A misspelt key would leave the run keeping no epoch and never stopping early."""
+    trainer = tiny_gaussian_trainer(patience=2, select_by=("val_acc",))
+    with pytest.raises(PyrovaeError, match=r"select_by names val_acc, which .* val_elbo") as err:
+        trainer.fit()
+    assert "\n" not in str(err.value)

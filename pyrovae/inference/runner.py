@@ -419,6 +419,12 @@ class Trainer:
         return bool(patience) and self.stale_epochs >= patience
 
     def _track_best(self, row: dict) -> None:
+        unknown = [key for key in self.select_by if key not in row]
+        if unknown:
+            raise PyrovaeError(
+                f"select_by names {', '.join(unknown)}, which the epoch's metrics do not have "
+                f"(they are: {', '.join(row)}); name one of them or add it to epoch_metrics"
+            )
         if self._absent("val_elbo"):
             return
         score = selection_score(row, self.select_by)
