@@ -1,0 +1,100 @@
+"""How good a teacher M2's generative model is: its own class posterior against q(y|x).
+
+    python benchmarks/ssvae_teacher.py                     # Fashion-MNIST, 100 and 3000 labels
+    python benchmarks/ssvae_teacher.py --dataset digits --epochs 50
+
+For an unlabelled row the M2 objective pulls q(y|x) towards the model's own posterior over
+classes, p(y|x) proportional to p(y) p(x|y). Where that posterior classifies worse than
+q(y|x) already does from the labels, the unlabelled rows cannot raise q(y|x)'s accuracy.
+For each label count the script trains ``--model ssvae`` with its defaults for ``--epochs``
+epochs and scores, on the fixed binarization of the test rows:
+
+- the accuracy of q(y|x) (argmax of the classifier);
+- the accuracy of the generative model's posterior, argmax_y of an importance-sampled
+  estimate of log p(x, y) = logsumexp_s [log p(x, y, z_s) - log q(z_s | x, y)] - log S,
+  with S = ``--samples`` draws z_s from q(z | x, y), read from Pyro traces of the model and
+  guide run with y observed;
+- how often the two agree.
+"""
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import pyro.poutine as poutine
+import torch
+
+import pyrovae
+
+SITES = ("y", "z", "x")  # the model's sites of log p(x, y, z); not the auxiliary "y_aux"
+
+
+@torch.no_grad()
+def log_joint(model, guide, x: torch.Tensor, y: torch.Tensor, samples: int) -> torch.Tensor:
+    """Importance-sampled estimate of log p(x, y) per row, ``(n,)`` nats."""
+    draws = []
+    for _ in range(samples):
+        guide_trace = poutine.trace(guide).get_trace(x, y)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
+        guide_trace.compute_log_prob()
+        model_trace.compute_log_prob()
+        log_p = sum(model_trace.nodes[site]["log_prob"] for site in SITES)
+        draws.append(log_p - guide_trace.nodes["z"]["log_prob"])
+    return torch.stack(draws).logsumexp(0) - math.log(samples)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--labels", type=int, nargs="+", default=[100, 3000])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--samples", type=int, default=8, help="draws of z per row and class")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--out", default="runs/benchmark-ssvae-teacher")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_root = args.data_root if args.dataset in ("mnist", "fashion-mnist") else None
+    out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
+    print(
+        f"{args.dataset}: ssvae defaults, {args.epochs} epochs, seed {args.seed}; test rows "
+        f"(fixed binarization), {args.samples} draws of z per row and class"
+    )
+    print("| labels | q(y\\|x) accuracy | generative p(y\\|x) accuracy | agreement |")
+    print("| --- | --- | --- | --- |")
+    for labels in args.labels:
+        run = pyrovae.train(
+            model="ssvae",
+            dataset=args.dataset,
+            data_root=data_root,
+            labels=labels,
+            epochs=args.epochs,
+            patience=0,
+            seed=args.seed,
+            quiet=True,
+            out=str(out / f"labels{labels}"),
+        )
+        x, y = run.data.x_test, run.data.y_test
+        ssvae = getattr(run.model, "__self__", run.model)  # the module of a bound method
+        with torch.no_grad():
+            predicted = ssvae.classifier(x).argmax(-1)
+        scores = torch.stack(
+            [
+                log_joint(run.model, run.guide, x, torch.full_like(y, k), args.samples)
+                for k in range(ssvae.num_classes)
+            ]
+        )
+        generative = scores.argmax(0)
+        print(
+            f"| {labels} | {(predicted == y).double().mean():.4f} "
+            f"| {(generative == y).double().mean():.4f} "
+            f"| {(generative == predicted).double().mean():.4f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
