@@ -1,0 +1,60 @@
+"""The estimate of log p(x, y) behind benchmarks/ssvae_teacher.py, against a closed form."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+CLASSES = 3
+
+
+def _teacher():
+    path = Path(__file__).parents[1] / "benchmarks" / "ssvae_teacher.py"
+    spec = importlib.util.spec_from_file_location("ssvae_teacher", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model(x, y):
+    """y ~ Cat(1/K), z ~ N(0, 1), x ~ N(z + y, 1), one row per plate entry."""
+    with pyro.plate("data", x.shape[0]):
+        y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(CLASSES)), obs=y)
+        z = pyro.sample("z", dist.Normal(x.new_zeros(()), 1.0))
+        pyro.sample("x", dist.Normal(z + y, 1.0), obs=x)
+
+
+def exact_guide(x, y):
+    """The exact posterior p(z | x, y) = N((x - y) / 2, 1 / 2)."""
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("z", dist.Normal((x - y) / 2, math.sqrt(0.5)))
+
+
+def test_log_joint_equals_the_closed_form_under_the_exact_posterior():
+    x = torch.tensor([-1.3, 0.2, 2.5, 4.0])
+    y = torch.tensor([0, 2, 1, 2])
+    estimate = _teacher().log_joint(model, exact_guide, x, y, samples=3)
+    # p(x | y) = N(x; y, 2) once z is integrated out.
+    exact = math.log(1 / CLASSES) + dist.Normal(y.double(), math.sqrt(2.0)).log_prob(x.double())
+    torch.testing.assert_close(estimate.double(), exact, rtol=0, atol=1e-5)
+
+
+def test_log_joint_under_a_wider_guide_converges_to_the_closed_form():
+    torch.manual_seed(0)
+    draws = 20_000  # one row each: their logsumexp is the estimate with 20,000 samples
+    x, y = torch.full((draws,), 0.7), torch.ones(draws, dtype=torch.int64)
+
+    def wide_guide(x, y):
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal((x - y) / 2, 1.5))
+
+    marginal = dist.Normal(1.0, math.sqrt(2.0))  # p(x | y = 1)
+    exact = math.log(1 / CLASSES) + float(marginal.log_prob(torch.tensor(0.7)))
+    single = _teacher().log_joint(model, wide_guide, x, y, samples=1).double()
+    pooled = float(single.logsumexp(0) - math.log(draws))
+    # The single-sample estimates are below log p(x, y) on average (Jensen), by a clear margin.
+    assert float(single.mean()) < exact - 0.1
+    assert abs(pooled - exact) < 0.02
