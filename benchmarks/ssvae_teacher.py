@@ -12,13 +12,12 @@ epochs and scores, on the fixed binarization of the test rows:
 - the accuracy of q(y|x) (argmax of the classifier);
 - the accuracy of the generative model's posterior, argmax_y of an importance-sampled
   estimate of log p(x, y) = logsumexp_s [log p(x, y, z_s) - log q(z_s | x, y)] - log S,
-  with S = ``--samples`` draws z_s from q(z | x, y), read from Pyro traces of the model and
-  guide run with y observed;
+  with S = ``--samples`` draws z_s from q(z | x, y) (the importance weights of ``diagnose``,
+  with y observed);
 - how often the two agree.
 """
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -26,22 +25,16 @@ import pyro.poutine as poutine
 import torch
 
 import pyrovae
+from pyrovae.inference.diagnostics.importance import importance_weights
+from pyrovae.inference.diagnostics.structure import inspect_pair
 
-SITES = ("y", "z", "x")  # the model's sites of log p(x, y, z); not the auxiliary "y_aux"
 
-
-@torch.no_grad()
-def log_joint(model, guide, x: torch.Tensor, y: torch.Tensor, samples: int) -> torch.Tensor:
-    """Importance-sampled estimate of log p(x, y) per row, ``(n,)`` nats."""
-    draws = []
-    for _ in range(samples):
-        guide_trace = poutine.trace(guide).get_trace(x, y)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
-        guide_trace.compute_log_prob()
-        model_trace.compute_log_prob()
-        log_p = sum(model_trace.nodes[site]["log_prob"] for site in SITES)
-        draws.append(log_p - guide_trace.nodes["z"]["log_prob"])
-    return torch.stack(draws).logsumexp(0) - math.log(samples)
+def log_joint(model, guide, x: torch.Tensor, y: torch.Tensor, samples: int, structure):
+    """Importance-sampled estimate of log p(x, y) per row, ``(n,)`` nats: the IWAE bound of
+    the model with ``y`` observed and ``samples`` draws of z from q(z | x, y), without the
+    auxiliary site ``"y_aux"`` (alpha log q(y|x), not a density of the model)."""
+    generative = poutine.block(model, hide=["y_aux"])
+    return importance_weights(generative, guide, x, samples, structure, row_args=(y,)).iwae()
 
 
 def main(argv=None) -> None:
@@ -81,9 +74,10 @@ def main(argv=None) -> None:
         ssvae = getattr(run.model, "__self__", run.model)  # the module of a bound method
         with torch.no_grad():
             predicted = ssvae.classifier(x).argmax(-1)
+        structure = inspect_pair(run.model, run.guide, x)
         scores = torch.stack(
             [
-                log_joint(run.model, run.guide, x, torch.full_like(y, k), args.samples)
+                log_joint(run.model, run.guide, x, torch.full_like(y, k), args.samples, structure)
                 for k in range(ssvae.num_classes)
             ]
         )

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
+import pyro.poutine as poutine
 import torch
+
+from pyrovae.inference.diagnostics.structure import inspect_pair
 
 CLASSES = 3
 
@@ -19,24 +22,45 @@ def _teacher():
     return module
 
 
-def model(x, y):
-    """y ~ Cat(1/K), z ~ N(0, 1), x ~ N(z + y, 1), one row per plate entry."""
+def model(x, y=None):
+    """A one-dimensional M2: y ~ Cat(1/K), z ~ N(0, 1), x ~ N(z + y, 1), and for labelled
+    rows an auxiliary term 5 log q(y|x) (q uniform) that log p(x, y) must leave out."""
     with pyro.plate("data", x.shape[0]):
+        labelled = y is not None
         y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(CLASSES)), obs=y)
         z = pyro.sample("z", dist.Normal(x.new_zeros(()), 1.0))
         pyro.sample("x", dist.Normal(z + y, 1.0), obs=x)
+        if labelled:
+            with poutine.scale(scale=5.0):
+                pyro.sample("y_aux", dist.Categorical(logits=x.new_zeros(CLASSES)), obs=y)
 
 
-def exact_guide(x, y):
-    """The exact posterior p(z | x, y) = N((x - y) / 2, 1 / 2)."""
-    with pyro.plate("data", x.shape[0]):
-        pyro.sample("z", dist.Normal((x - y) / 2, math.sqrt(0.5)))
+def guide_of_scale(scale: float):
+    """q(y|x) uniform (enumerated) and q(z | x, y) = N((x - y) / 2, scale^2); the exact
+    posterior p(z | x, y) at ``scale = sqrt(1/2)``."""
+
+    def guide(x, y=None):
+        with pyro.plate("data", x.shape[0]):
+            if y is None:
+                y = pyro.sample(
+                    "y",
+                    dist.Categorical(logits=x.new_zeros(CLASSES)),
+                    infer={"enumerate": "parallel"},
+                )
+            pyro.sample("z", dist.Normal((x - y) / 2, scale))
+
+    return guide
+
+
+def log_joint(guide, x, y, samples):
+    structure = inspect_pair(model, guide, x)
+    return _teacher().log_joint(model, guide, x, y, samples, structure)
 
 
 def test_log_joint_equals_the_closed_form_under_the_exact_posterior():
     x = torch.tensor([-1.3, 0.2, 2.5, 4.0])
     y = torch.tensor([0, 2, 1, 2])
-    estimate = _teacher().log_joint(model, exact_guide, x, y, samples=3)
+    estimate = log_joint(guide_of_scale(math.sqrt(0.5)), x, y, samples=3)
     # p(x | y) = N(x; y, 2) once z is integrated out.
     exact = math.log(1 / CLASSES) + dist.Normal(y.double(), math.sqrt(2.0)).log_prob(x.double())
     torch.testing.assert_close(estimate.double(), exact, rtol=0, atol=1e-5)
@@ -46,14 +70,9 @@ def test_log_joint_under_a_wider_guide_converges_to_the_closed_form():
     torch.manual_seed(0)
     draws = 20_000  # one row each: their logsumexp is the estimate with 20,000 samples
     x, y = torch.full((draws,), 0.7), torch.ones(draws, dtype=torch.int64)
-
-    def wide_guide(x, y):
-        with pyro.plate("data", x.shape[0]):
-            pyro.sample("z", dist.Normal((x - y) / 2, 1.5))
-
     marginal = dist.Normal(1.0, math.sqrt(2.0))  # p(x | y = 1)
     exact = math.log(1 / CLASSES) + float(marginal.log_prob(torch.tensor(0.7)))
-    single = _teacher().log_joint(model, wide_guide, x, y, samples=1).double()
+    single = log_joint(guide_of_scale(1.5), x, y, samples=1).double()
     pooled = float(single.logsumexp(0) - math.log(draws))
     # The single-sample estimates are below log p(x, y) on average (Jensen), by a clear margin.
     assert float(single.mean()) < exact - 0.1

@@ -218,6 +218,7 @@ def importance_weights(
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     all_rows: bool = False,
     progress: bool = False,
+    row_args: tuple[torch.Tensor, ...] = (),
 ) -> ImportanceWeights:
     """``num_samples`` importance log-weights per row of ``x: (N, D)``, in vectorized chunks.
 
@@ -225,6 +226,8 @@ def importance_weights(
     :param all_rows: pass all N rows at once (for a guide with parameters of its own per
         row), chunking the particles only.
     :param progress: show a progress bar over the rows.
+    :param row_args: further arguments of the programs with one entry per row of ``x``
+        (e.g. observed labels ``(N,)``), cut into the same chunks as ``x``.
     """
     from tqdm.auto import tqdm
 
@@ -244,15 +247,16 @@ def importance_weights(
     bar = tqdm(total=x.shape[0], desc="importance weights", unit="row", disable=not progress)
     for start in range(0, x.shape[0], rows):
         batch = x[start : start + rows]
+        batch_args = tuple(arg[start : start + rows] for arg in row_args)
         lw_parts, elbo_parts = [], []
         for done in range(0, num_samples, particles):
             k = min(particles, num_samples - done)
             # The first pass runs with Pyro's argument checks; the rest repeat its shapes.
             with pyro.validation_enabled(first and is_validation_enabled()):
                 if first:
-                    vectorize = _works_vectorized(model, guide, batch, k, structure)
+                    vectorize = _works_vectorized(model, guide, batch, k, structure, batch_args)
                     first = False
-                terms = _draw(model, guide, batch, k, structure, vectorize)
+                terms = _draw(model, guide, batch, k, structure, vectorize, batch_args)
             lw_parts.append(terms.log_weight.double())
             elbo_parts.append(terms.elbo.double())
         log_weights.append(torch.cat(lw_parts).T.cpu())
@@ -270,24 +274,26 @@ def one_line(exc: BaseException) -> str:
     )
 
 
-def _draw(model, guide, x, k, structure, vectorize) -> PointTerms:
+def _draw(model, guide, x, k, structure, vectorize, args=()) -> PointTerms:
     if vectorize:
-        return point_terms(model, guide, x, k, structure)
-    parts = [point_terms(model, guide, x, 1, structure, vectorize=False) for _ in range(k)]
+        return point_terms(model, guide, x, k, structure, args=args)
+    parts = [
+        point_terms(model, guide, x, 1, structure, vectorize=False, args=args) for _ in range(k)
+    ]
     return PointTerms(torch.cat([p.log_weight for p in parts]), torch.cat([p.elbo for p in parts]))
 
 
-def _works_vectorized(model, guide, x, k, structure) -> bool:
+def _works_vectorized(model, guide, x, k, structure, args=()) -> bool:
     """Whether the pair broadcasts over a leading particle dimension; if not, whether it
     runs one particle at a time (else a one-line error naming the cause)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            point_terms(model, guide, x, min(k, 2), structure)
+            point_terms(model, guide, x, min(k, 2), structure, args=args)
         return True
     except (RuntimeError, ValueError, IndexError) as vectorized_error:
         try:
-            point_terms(model, guide, x, 1, structure, vectorize=False)
+            point_terms(model, guide, x, 1, structure, vectorize=False, args=args)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise PyrovaeError(
                 f"scoring the guide's draws under the model failed: {one_line(exc)}"
