@@ -79,7 +79,7 @@ def main(argv=None) -> None:
             patience=0,
             seed=args.seed,
             quiet=True,
-            out=str(out / f"labels{labels}-z{latent_dim or 'default'}"),
+            out=str(out / f"seed{args.seed}-labels{labels}-z{latent_dim or 'default'}"),
         )
         x, y = run.data.x_test, run.data.y_test
         ssvae = getattr(run.model, "__self__", run.model)  # the module of a bound method
