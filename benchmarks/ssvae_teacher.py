@@ -60,7 +60,8 @@ def main(argv=None) -> None:
     data_root = args.data_root if args.dataset in ("mnist", "fashion-mnist") else None
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
     print(
-        f"{args.dataset}: ssvae defaults, {args.epochs} epochs, seed {args.seed}; test rows "
+        f"{args.dataset}: ssvae defaults{'' if args.latent_dims == [None] else ' but z'}, "
+        f"{args.epochs} epochs, seed {args.seed}; test rows "
         f"(fixed binarization), {args.samples} draws of z per row and class"
     )
     print(
