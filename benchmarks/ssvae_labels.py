@@ -23,7 +23,8 @@ M2's test accuracy first reached the baseline's (never: "-").
 With several ``--seeds`` (each seed draws its own labelled rows, initial weights and batches,
 for M2 and its baseline alike) it prints a row per seed and label count, then the mean and
 the sample standard deviation over the seeds of M2's accuracy minus its baseline's.
-``--m2-only`` leaves out M1 and M1+M2.
+``--m2-only`` leaves out M1 and M1+M2. ``--net conv`` trains M1 and M2 on the pixels (and
+so the baseline, M2's classifier) with the convolutional networks; M1+M2 keeps the MLPs.
 """
 
 import argparse
@@ -63,6 +64,9 @@ def main(argv=None) -> None:
     parser.add_argument("--m1-epochs", type=int, default=20, help="epochs of the M1 VAE")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--m2-only", action="store_true", help="leave out M1 and M1+M2")
+    parser.add_argument(
+        "--net", default="mlp", choices=("mlp", "conv"), help="networks of M1 and of M2 on pixels"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--out", default="runs/benchmark-ssvae", help="folder for the runs")
     args = parser.parse_args(argv)
@@ -93,12 +97,14 @@ def compare(args, common: dict, out: Path) -> dict[int, float]:
     if not args.m2_only:
         start = time.perf_counter()
         m1_out = str(out / "m1")
-        m1 = pyrovae.train(model="vae", epochs=args.m1_epochs, patience=0, out=m1_out, **common)
+        m1 = pyrovae.train(
+            model="vae", epochs=args.m1_epochs, patience=0, net=args.net, out=m1_out, **common
+        )
         m1_seconds = time.perf_counter() - start
     print(
         f"{args.dataset}: M2{'' if args.m2_only else ' and M1+M2'} for {args.epochs} epochs "
-        f"each with the ssvae defaults (patience 0, seed {seed}, torch threads "
-        f"{torch.get_num_threads()})"
+        f"each with the ssvae defaults (patience 0, --net {args.net}, seed {seed}, torch "
+        f"threads {torch.get_num_threads()})"
         + (
             ""
             if args.m2_only
@@ -113,7 +119,9 @@ def compare(args, common: dict, out: Path) -> dict[int, float]:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     margins = {}
     for labels in args.labels:
-        variants = [("m2", {})] + ([] if args.m2_only else [("m1m2", {"features": m1_out})])
+        # M1's features are not images: M1+M2 keeps the MLPs.
+        variants = [("m2", {"net": args.net})]
+        variants += [] if args.m2_only else [("m1m2", {"features": m1_out})]
         runs = {
             name: pyrovae.train(
                 model="ssvae",

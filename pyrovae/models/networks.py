@@ -40,9 +40,15 @@ def _conv_grid(image_shape) -> tuple[int, int]:
 
 class ConvEncoder(nn.Module):
     """Images ``(..., H*W)`` -> ``(..., out_features)``: two stride-2 4x4 convolutions (32 and
-    64 channels, ReLU), then an MLP through ``hidden`` widths; any leading dims."""
+    64 channels, ReLU), then an MLP ``head`` through ``hidden`` widths; any leading dims.
 
-    def __init__(self, image_shape, hidden: Sequence[int], out_features: int):
+    With ``extra_features`` the head takes ``[features(x), extra]``: the caller joins
+    ``extra: (..., extra_features)`` (e.g. a one-hot label) to :meth:`features` itself.
+    """
+
+    def __init__(
+        self, image_shape, hidden: Sequence[int], out_features: int, extra_features: int = 0
+    ):
         super().__init__()
         h, w = _conv_grid(image_shape)
         self.image_shape = tuple(image_shape)
@@ -51,12 +57,16 @@ class ConvEncoder(nn.Module):
             nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
         )  # fmt: skip
-        self.head = mlp([c2 * h * w, *hidden, out_features])
+        self.head = mlp([c2 * h * w + extra_features, *hidden, out_features])
 
-    def forward(self, x):
+    def features(self, x):
+        """The convolutions' output, flattened: ``(..., H*W)`` -> ``(..., 64 H/4 W/4)``."""
         lead = x.shape[:-1]
         images = x.reshape(-1, 1, *self.image_shape)
-        return self.head(self.convs(images).flatten(1)).reshape(*lead, -1)
+        return self.convs(images).flatten(1).reshape(*lead, -1)
+
+    def forward(self, x):
+        return self.head(self.features(x))
 
 
 class ConvDecoder(nn.Module):
@@ -76,8 +86,13 @@ class ConvDecoder(nn.Module):
         )  # fmt: skip
 
     def forward(self, z):
-        lead = z.shape[:-1]
-        grid = self.head(z).reshape(-1, CONV_CHANNELS[1], *self.grid)
+        return self.expand(self.head(z))
+
+    def expand(self, hidden):
+        """The transposed convolutions over the head's output: ``(..., 64 H/4 W/4)`` ->
+        ``(..., H*W)``."""
+        lead = hidden.shape[:-1]
+        grid = hidden.reshape(-1, CONV_CHANNELS[1], *self.grid)
         return self.deconvs(grid).flatten(1).reshape(*lead, -1)
 
 

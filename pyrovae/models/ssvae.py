@@ -6,7 +6,9 @@ Guide:  q(y | x) = Cat(softmax(classifier(x))),  q(z | x, y) = N(loc(x, y), diag
 Both take ``(x, y=None, weight=None)`` with ``x: (batch, D)``, ``y: (batch,)`` int64 labels
 and ``weight: (batch,)`` per-row loss weights. A labelled row observes ``y``; for an
 unlabelled row the guide's ``"y"`` site is configured for enumeration
-(``config_enumerate``), so ``TraceEnum_ELBO`` sums it out exactly.
+(``config_enumerate``), so ``TraceEnum_ELBO`` sums it out exactly. The networks are MLPs, or
+with ``spec.net == "conv"`` convolutional (:mod:`pyrovae.models.networks`): the classifier,
+the encoder (the label joins its MLP head) and the decoder (the label joins its first layer).
 
 Objective (nats, summed over the N training rows; higher is better)::
 
@@ -54,7 +56,7 @@ from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.models.likelihoods import likelihood_for
-from pyrovae.models.networks import mlp
+from pyrovae.models.networks import ConvDecoder, ConvEncoder, decoder_network, encoder_network
 from pyrovae.models.spec import ModelSpec
 
 DEFAULT_KAPPA = 0.3
@@ -83,6 +85,15 @@ def _joined_mlp(net: nn.Sequential, a: torch.Tensor, y: torch.Tensor) -> torch.T
     n = a.shape[-1]
     hidden = F.linear(a, first.weight[:, :n], first.bias) + first.weight[:, n:].T[y]
     return rest(hidden)
+
+
+def _decode(decoder: nn.Module, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``decoder([z, onehot(y)])`` for an MLP or a :class:`ConvDecoder` (whose MLP head takes
+    the joined input), broadcasting as :func:`_joined_mlp` does."""
+    if isinstance(decoder, ConvDecoder):
+        head, activation = decoder.head
+        return decoder.expand(activation(_joined_mlp(head, z, y)))
+    return _joined_mlp(decoder, z, y)
 
 
 def _scale(weight: torch.Tensor | None):
@@ -120,8 +131,8 @@ class SSVAE(nn.Module):
         self.alpha = float(alpha)
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise PyrovaeError(f"--alpha must be a finite number >= 0, got {alpha}")
-        self.classifier = mlp([spec.x_dim, *spec.hidden, self.num_classes])
-        self.decoder = mlp([spec.latent_dim + self.num_classes, *reversed(spec.hidden), spec.x_dim])
+        self.classifier = encoder_network(spec, spec.x_dim, self.num_classes)
+        self.decoder = decoder_network(spec, spec.latent_dim + self.num_classes)
         self.likelihood = likelihood_for(spec)
 
     def forward(
@@ -132,7 +143,7 @@ class SSVAE(nn.Module):
         with pyro.plate("data", x.shape[0]), _scale(weight):
             z = pyro.sample("z", dist.Normal(x.new_zeros(k), x.new_ones(k)).to_event(1))
             y = pyro.sample("y", dist.Categorical(logits=x.new_zeros(classes)), obs=y)
-            pyro.sample("x", self.likelihood(_joined_mlp(self.decoder, z, y)), obs=x)
+            pyro.sample("x", self.likelihood(_decode(self.decoder, z, y)), obs=x)
             if labelled and self.alpha > 0:
                 with poutine.scale(scale=self.alpha):
                     pyro.sample("y_aux", dist.Categorical(logits=self.classifier(x)), obs=y)
@@ -140,7 +151,7 @@ class SSVAE(nn.Module):
     @torch.no_grad()
     def generate(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Decoder means ``E[x | y, z]``: ``z: (..., k)``, ``y: (...)`` -> ``(..., D)``."""
-        return self.likelihood(_joined_mlp(self.decoder, z, y)).mean
+        return self.likelihood(_decode(self.decoder, z, y)).mean
 
 
 class SSVAEGuide(nn.Module):
@@ -156,11 +167,20 @@ class SSVAEGuide(nn.Module):
         self.latent_dim = spec.latent_dim
         self.min_scale = min_scale
         self.classifier = model.classifier  # shared with the model's auxiliary site
-        self.encoder = mlp([spec.x_dim + self.num_classes, *spec.hidden, 2 * spec.latent_dim])
+        k, classes = spec.latent_dim, self.num_classes
+        if getattr(spec, "net", "mlp") == "conv":
+            # The label joins the convolutions' features, which are computed once per row.
+            self.encoder = ConvEncoder(spec.image_shape, spec.hidden, 2 * k, classes)
+        else:
+            self.encoder = encoder_network(spec, spec.x_dim + classes, 2 * k)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x: (batch, D)``, labels ``y`` broadcastable to it -> ``(loc, scale)``, ``(..., k)``."""
-        loc, raw_scale = _joined_mlp(self.encoder, x, y).split(self.latent_dim, -1)
+        if isinstance(self.encoder, ConvEncoder):
+            out = _joined_mlp(self.encoder.head, self.encoder.features(x), y)
+        else:
+            out = _joined_mlp(self.encoder, x, y)
+        loc, raw_scale = out.split(self.latent_dim, -1)
         return loc, F.softplus(raw_scale) + self.min_scale
 
     def forward(

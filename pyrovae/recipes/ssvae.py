@@ -17,15 +17,16 @@ the one fixed binarization that the held-out ELBOs use.
 """
 
 import math
+from copy import deepcopy
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.figures import best_epoch
 from pyrovae.inference.classifier import accuracy, predict, train_classifier
 from pyrovae.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
-from pyrovae.models.networks import mlp
 from pyrovae.models.ssvae import DEFAULT_KAPPA, DEFAULT_LABELS_PER_CLASS
 from pyrovae.recipes.base import Recipe, RecipeOption, Report
 
@@ -173,12 +174,11 @@ class SSVAERecipe(Recipe):
         labelled, _ = self.label_split(data, config)
         device = _device(model)
         x_val, x_test = classifier_inputs(data, device)
-        hidden = [m.out_features for m in model.classifier if hasattr(m, "out_features")][:-1]
         # Its own seeded random stream (initial weights, shuffles, binarizations): the same
         # baseline for the same seed and labels, whatever the ssvae's training drew.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
-            network = mlp([data.x_train.shape[1], *hidden, model.num_classes]).to(device)
+            network = fresh_copy(model.classifier)
             fit = train_classifier(
                 network,
                 data.x_train[labelled].to(device),
@@ -203,6 +203,16 @@ class SSVAERecipe(Recipe):
             "baseline_best_epoch": fit.best_epoch,
             "baseline_seconds": fit.seconds,
         }
+
+
+def fresh_copy(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` with every layer's parameters drawn anew from the global random
+    stream (``reset_parameters``, in module order: for an MLP the draws of building it)."""
+    fresh = deepcopy(network)
+    for module in fresh.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return fresh
 
 
 CLASS_SAMPLES = 10
