@@ -171,10 +171,15 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
         pyro.clear_param_store()
     spec = model_spec(config, dataset, recipe_cls)
     pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
-    for program in (pair.model, pair.guide):
-        module = owner_module(program)
+    modules = [owner_module(program) for program in (pair.model, pair.guide)]
+    for module in modules:
         if module is not None:
             module.to(device)
+    if config.net == "conv" and None not in modules and not _convolves(modules):
+        raise PyrovaeError(
+            f"--net conv: {who} builds no convolutional network; drop --net conv (the "
+            "neural models, vae, ssvae, ae and gumbel-vae, offer it)"
+        )
     name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
     if dataset.features is not None and support in ("binary", "unit"):
         raise PyrovaeError(
@@ -191,6 +196,11 @@ def build(config: TrainConfig, programs: dict | None = None, device=None) -> Bui
         seed=config.seed,
     )
     return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
+
+
+def _convolves(modules) -> bool:
+    """Whether any of the ``nn.Module`` s holds a convolution layer."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for p in modules for m in p.modules())
 
 
 def _split_arguments(kwargs: dict) -> tuple[dict, dict]:

@@ -78,8 +78,9 @@ class TrainConfig(TrainSettings):
     )
     net: str = option(
         "mlp",
-        "networks of the VAE's decoder and of the normal, lowrank and iaf guides' encoders: "
-        "mlp, or conv for images (two stride-2 convolutions, then the --hidden layers)",
+        "networks of the VAE's decoder, of the normal, lowrank and iaf guides' encoders and "
+        "of the ssvae's classifier, encoder and decoder: mlp, or conv for images (two "
+        "stride-2 convolutions, then the --hidden layers)",
         choices=("mlp", "conv"),
     )
     likelihood: str | None = option(

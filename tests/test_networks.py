@@ -40,3 +40,11 @@ def test_conv_pairs_learn_on_digits(tmp_path):
 def test_conv_needs_images_of_a_multiple_of_four(tmp_path):
     with pytest.raises(pyrovae.PyrovaeError, match="--net conv needs images"):
         pyrovae.train(net="conv", dataset="spiral", epochs=1, quiet=True, out=str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("model", ["fa", "linear-ae"])
+def test_conv_for_a_model_without_networks_is_refused(model, tmp_path):
+    # Linear models would otherwise train as if --net conv had not been given.
+    with pytest.raises(pyrovae.PyrovaeError, match="--net conv: --model .* builds no conv"):
+        pyrovae.train(model=model, net="conv", epochs=1, quiet=True, out=str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
