@@ -3,6 +3,7 @@
     python benchmarks/ssvae_teacher.py                     # Fashion-MNIST, 100 and 3000 labels
     python benchmarks/ssvae_teacher.py --dataset digits --epochs 50
     python benchmarks/ssvae_teacher.py --epochs 20 --latent-dims 2 10 32   # the size of z
+    python benchmarks/ssvae_teacher.py --runs runs/benchmark-ssvae/*/seed0/m2-labels3000
 
 For an unlabelled row the M2 objective pulls q(y|x) towards the model's own posterior over
 classes, p(y|x) proportional to p(y) p(x|y). Where that posterior classifies worse than
@@ -19,7 +20,8 @@ epochs and scores, on the fixed binarization of the test rows:
 
 and, from the run's summary, q(y|x)'s test accuracy at the kept epoch (gray levels, as
 ``benchmarks/ssvae_labels.py`` reports it) and its labels-only baseline's. ``--latent-dims``
-repeats every label count for each size of z (default: the ssvae's own).
+repeats every label count for each size of z (default: the ssvae's own). ``--runs`` scores
+finished ssvae run folders instead of training new ones (any network, e.g. ``--net conv``).
 """
 
 import argparse
@@ -54,22 +56,33 @@ def main(argv=None) -> None:
     parser.add_argument("--latent-dims", type=int, nargs="+", default=[None], help="sizes of z")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="runs/benchmark-ssvae-teacher")
+    parser.add_argument(
+        "--runs", nargs="+", default=None, help="score these ssvae run folders; train none"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data_root = args.data_root if args.dataset in ("mnist", "fashion-mnist") else None
     out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    print(
-        f"{args.dataset}: ssvae defaults{'' if args.latent_dims == [None] else ' but z'}, "
-        f"{args.epochs} epochs, seed {args.seed}; test rows "
-        f"(fixed binarization), {args.samples} draws of z per row and class"
-    )
+    if args.runs:
+        print(
+            f"finished ssvae runs; test rows (fixed binarization), {args.samples} draws of z "
+            "per row and class"
+        )
+    else:
+        print(
+            f"{args.dataset}: ssvae defaults{'' if args.latent_dims == [None] else ' but z'}, "
+            f"{args.epochs} epochs, seed {args.seed}; test rows "
+            f"(fixed binarization), {args.samples} draws of z per row and class"
+        )
     print(
         "| labels | z | q(y\\|x) accuracy | generative p(y\\|x) accuracy | agreement "
         "| M2 (kept epoch, gray levels) | baseline |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for labels, latent_dim in itertools.product(args.labels, args.latent_dims):
+    for folder in args.runs or []:
+        print_row(pyrovae.load_run(folder), args.samples)
+    for labels, latent_dim in [] if args.runs else itertools.product(args.labels, args.latent_dims):
         run = pyrovae.train(
             model="ssvae",
             dataset=args.dataset,
@@ -82,25 +95,30 @@ def main(argv=None) -> None:
             quiet=True,
             out=str(out / f"seed{args.seed}-labels{labels}-z{latent_dim or 'default'}"),
         )
-        x, y = run.data.x_test, run.data.y_test
-        ssvae = getattr(run.model, "__self__", run.model)  # the module of a bound method
-        with torch.no_grad():
-            predicted = ssvae.classifier(x).argmax(-1)
-        structure = inspect_pair(run.model, run.guide, x)
-        scores = torch.stack(
-            [
-                log_joint(run.model, run.guide, x, torch.full_like(y, k), args.samples, structure)
-                for k in range(ssvae.num_classes)
-            ]
-        )
-        generative = scores.argmax(0)
-        print(
-            f"| {labels} | {ssvae.latent_dim} | {(predicted == y).double().mean():.4f} "
-            f"| {(generative == y).double().mean():.4f} "
-            f"| {(generative == predicted).double().mean():.4f} "
-            f"| {run.summary['test_accuracy']:.4f} | {run.summary['baseline_accuracy']:.4f} |",
-            flush=True,
-        )
+        print_row(run, args.samples)
+
+
+def print_row(run, samples: int) -> None:
+    """Score one trained ssvae run on its test rows and print its Markdown row."""
+    x, y = run.data.x_test, run.data.y_test
+    ssvae = getattr(run.model, "__self__", run.model)  # the module of a bound method
+    with torch.no_grad():
+        predicted = ssvae.classifier(x).argmax(-1)
+    structure = inspect_pair(run.model, run.guide, x)
+    scores = torch.stack(
+        [
+            log_joint(run.model, run.guide, x, torch.full_like(y, k), samples, structure)
+            for k in range(ssvae.num_classes)
+        ]
+    )
+    generative = scores.argmax(0)
+    print(
+        f"| {run.summary['labels']} | {ssvae.latent_dim} | {(predicted == y).double().mean():.4f} "
+        f"| {(generative == y).double().mean():.4f} "
+        f"| {(generative == predicted).double().mean():.4f} "
+        f"| {run.summary['test_accuracy']:.4f} | {run.summary['baseline_accuracy']:.4f} |",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -77,3 +77,27 @@ def test_log_joint_under_a_wider_guide_converges_to_the_closed_form():
     # The single-sample estimates are below log p(x, y) on average (Jensen), by a clear margin.
     assert float(single.mean()) < exact - 0.1
     assert abs(pooled - exact) < 0.02
+
+
+def test_runs_scores_a_finished_run_as_its_summary_does(tmp_path, monkeypatch, capsys):
+    """``--runs`` reloads a run folder: q(y|x) on the fixed binarization of the test rows
+    classifies as the trained run's own summary says (``test_accuracy_binarized``), so the
+    kept epoch's parameters were restored; the kept and baseline columns are the summary's."""
+    import pyrovae
+    from pyrovae.recipes import ssvae as ssvae_recipe
+
+    monkeypatch.setattr(ssvae_recipe, "BASELINE_MAX_EPOCHS", 2)
+    folder = tmp_path / "run"
+    summary = pyrovae.train(
+        model="ssvae", labels=50, epochs=2, hidden=(16,), latent_dim=2, seed=0, quiet=True,
+        out=str(folder),
+    ).summary  # fmt: skip
+    _teacher().main(["--runs", str(folder), "--samples", "2"])
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    labels, latent_dim, q_accuracy, generative, agreement, kept, baseline = cells
+    assert (int(labels), int(latent_dim)) == (50, 2)
+    assert float(q_accuracy) == round(summary["test_accuracy_binarized"], 4)
+    assert float(kept) == round(summary["test_accuracy"], 4)
+    assert float(baseline) == round(summary["baseline_accuracy"], 4)
+    assert 0 < float(generative) <= 1 and 0 < float(agreement) <= 1
