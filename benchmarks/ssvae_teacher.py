@@ -81,7 +81,10 @@ def main(argv=None) -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for folder in args.runs or []:
-        print_row(pyrovae.load_run(folder), args.samples)
+        run = pyrovae.load_run(folder)
+        if run.summary.get("model") != "ssvae":
+            raise SystemExit(f"{folder} is a {run.summary.get('model')} run; give ssvae runs")
+        print_row(run, args.samples)
     for labels, latent_dim in [] if args.runs else itertools.product(args.labels, args.latent_dims):
         run = pyrovae.train(
             model="ssvae",
