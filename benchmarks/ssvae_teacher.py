@@ -33,6 +33,7 @@ import pyro.poutine as poutine
 import torch
 
 import pyrovae
+from pyrovae.errors import PyrovaeError
 from pyrovae.inference.diagnostics.importance import importance_weights
 from pyrovae.inference.diagnostics.structure import inspect_pair
 
@@ -80,12 +81,11 @@ def main(argv=None) -> None:
         "| M2 (kept epoch, gray levels) | baseline |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for folder in args.runs or []:
-        run = pyrovae.load_run(folder)
-        if run.summary.get("model") != "ssvae":
-            raise SystemExit(f"{folder} is a {run.summary.get('model')} run; give ssvae runs")
-        print_row(run, args.samples)
-    for labels, latent_dim in [] if args.runs else itertools.product(args.labels, args.latent_dims):
+    if args.runs:
+        for folder in args.runs:
+            print_row(load_ssvae_run(folder), args.samples)
+        return
+    for labels, latent_dim in itertools.product(args.labels, args.latent_dims):
         run = pyrovae.train(
             model="ssvae",
             dataset=args.dataset,
@@ -99,6 +99,17 @@ def main(argv=None) -> None:
             out=str(out / f"seed{args.seed}-labels{labels}-z{latent_dim or 'default'}"),
         )
         print_row(run, args.samples)
+
+
+def load_ssvae_run(folder: str):
+    """The run in ``folder``; a missing, broken or non-ssvae folder ends in one line."""
+    try:
+        run = pyrovae.load_run(folder)
+    except PyrovaeError as error:
+        raise SystemExit(f"--runs {folder}: {error}") from None
+    if run.summary.get("model") != "ssvae":
+        raise SystemExit(f"--runs {folder} is a {run.summary.get('model')} run; give ssvae runs")
+    return run
 
 
 def print_row(run, samples: int) -> None:
