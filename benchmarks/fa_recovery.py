@@ -33,8 +33,7 @@ from sklearn.decomposition import FactorAnalysis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pyrovae.api import prepare_data  # noqa: E402
-from pyrovae.config import TrainConfig  # noqa: E402
+from pyrovae.folder.config import TrainConfig  # noqa: E402
 from pyrovae.models.linear_gaussian import (  # noqa: E402
     fa_log_likelihood,
     largest_principal_angle_deg,
@@ -43,6 +42,7 @@ from pyrovae.models.linear_gaussian import (  # noqa: E402
     random_fa_parameters,
     sample_fa,
 )
+from pyrovae.runs.train import prepare_data  # noqa: E402
 
 
 def write_data(path: Path, D, k, n_train, n_test, isotropic, seed):

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 import pyrovae
-from pyrovae.api import prepare_data
-from pyrovae.config import TrainConfig
+from pyrovae.folder.config import TrainConfig
+from pyrovae.runs.train import prepare_data
 
 
 def main(argv=None) -> None:

@@ -35,9 +35,9 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.optim import Adam
 from torch import nn
 
-from pyrovae.api import build
-from pyrovae.config import TrainConfig
+from pyrovae.folder.config import TrainConfig
 from pyrovae.inference import Trainer
+from pyrovae.runs.load import build_from_config
 
 HIDDEN, LATENT, BATCH, LABELS, CLASSES = 500, 50, 200, 3000, 10
 
@@ -235,7 +235,7 @@ def main(argv=None) -> None:
 def pyrovae_trainer(config):
     """A runner for ``config`` as ``pyrovae.train`` builds it, without a run folder; the
     built parts (``model``, ``data``, ``recipe``, the resolved ``config``) ride along."""
-    built = build(config, {})
+    built = build_from_config(config)
     config, data, recipe = built.config, built.data, built.recipe
     model, guide = built.model, built.guide
     recipe.setup(model, guide, data, config)

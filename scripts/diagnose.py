@@ -5,7 +5,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from pyrovae.diagnosis import main  # torch, Pyro and ArviZ take seconds to import
+        from pyrovae.cli.diagnose import main  # torch, Pyro and ArviZ take seconds to import
     except KeyboardInterrupt:
         print("interrupted while starting: nothing was written", file=sys.stderr)
         sys.exit(130)

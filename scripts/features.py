@@ -6,7 +6,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from pyrovae.downstream import main  # torch, Pyro and scikit-learn take seconds to import
+        from pyrovae.cli.features import main  # torch, Pyro and scikit-learn take seconds to import
     except KeyboardInterrupt:
         print("interrupted while starting: nothing was written", file=sys.stderr)
         sys.exit(130)

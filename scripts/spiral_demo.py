@@ -4,7 +4,7 @@
 Trains ``--model ae`` (a Delta guide: MAP codes) and ``--model vae`` with the same networks,
 data and seed through ``pyrovae.train``, decodes a sweep of z over the training codes'
 range and half that range again beyond each end, and measures every decoded point against
-the true (noise-free) spiral (see :mod:`pyrovae.spiral`). Writes
+the true (noise-free) spiral (see :mod:`pyrovae.recipes.spiral`). Writes
 ``<out>/spiral_comparison.png`` (one row per model) and ``<out>/spiral_comparison.json``,
 and prints the numbers; each model's own run folder is ``<out>/<model>``.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyrovae
 from pyrovae import plots
-from pyrovae.spiral import sweep, sweep_numbers, true_curve
+from pyrovae.recipes.spiral import sweep, sweep_numbers, true_curve
 
 MODELS = ("ae", "vae")
 

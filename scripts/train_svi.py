@@ -5,7 +5,7 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from pyrovae.cli import main  # torch and Pyro take seconds to import
+        from pyrovae.cli.train import main  # torch and Pyro take seconds to import
     except KeyboardInterrupt:
         print("interrupted while starting: nothing was written", file=sys.stderr)
         sys.exit(130)

@@ -44,8 +44,8 @@ CHUNKS = 8
 # ------------------------------------------------------------------------------ child
 def _install_hooks() -> None:
     """Wrap ``atomic_write`` wherever pyrovae bound it, as the environment asks."""
-    import pyrovae.api  # noqa: F401  (loads every module that writes files)
     import pyrovae.atomic
+    import pyrovae.runs.train  # noqa: F401  (loads every module that writes files)
 
     pause = os.environ.get("KILL_HARNESS_PAUSE")
     marker = os.environ.get("KILL_HARNESS_MARKER")
@@ -95,7 +95,7 @@ def _install_hooks() -> None:
 
 
 def _child_main() -> int:
-    from pyrovae.cli import main
+    from pyrovae.cli.train import main
 
     _install_hooks()
     return main(sys.argv[1:])

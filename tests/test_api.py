@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.api import prepare_data
-from pyrovae.config import TrainConfig
+from pyrovae.folder.config import TrainConfig
+from pyrovae.runs.train import prepare_data
 
 
 def test_dynamic_binarization_protocol():

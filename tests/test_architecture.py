@@ -36,7 +36,7 @@ def test_the_import_reader_sees_every_form_of_import(tmp_path):
     source = package / "probe.py"
     source.write_text(
         "import pyrovae.plots\nfrom pyrovae import data\nfrom . import vae\n"
-        "from ..inference import runner\n\ndef f():\n    from pyrovae.api import train\n"
+        "from ..inference import runner\n\ndef f():\n    from pyrovae.runs.train import train\n"
     )
     global PACKAGE
     saved, PACKAGE = PACKAGE, tmp_path / "pyrovae"
@@ -45,7 +45,7 @@ def test_the_import_reader_sees_every_form_of_import(tmp_path):
     finally:
         PACKAGE = saved
     assert found == [
-        "pyrovae.plots", "pyrovae.data", "pyrovae.models", "pyrovae.inference", "pyrovae.api"
+        "pyrovae.plots", "pyrovae.data", "pyrovae.models", "pyrovae.inference", "pyrovae.runs.train"
     ]  # fmt: skip
 
 
@@ -68,7 +68,7 @@ def test_importing_the_models_loads_no_plotting_or_training():
     code = (
         "import sys, pyrovae.models; "
         "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'pyrovae.inference', "
-        "'pyrovae.plots', 'pyrovae.data', 'pyrovae.recipes', 'pyrovae.api'))))"
+        "'pyrovae.plots', 'pyrovae.data', 'pyrovae.recipes', 'pyrovae.runs.train'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

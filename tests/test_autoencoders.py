@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from torch import nn
 
 import pyrovae
-from pyrovae.cli import main
+from pyrovae.cli.train import main
 from pyrovae.models import ModelSpec, build_guide, build_model
 from pyrovae.models.autoencoders import sparsity_kl
 from pyrovae.models.linear_gaussian import largest_principal_angle_deg

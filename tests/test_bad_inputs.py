@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae.cli import main
+from pyrovae.cli.train import main
 from tests.test_cli import assert_one_error_line, run_cli
 
 TINY = ["--epochs", "2", "--quiet", "--hidden", "16", "--latent-dim", "2"]

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae.cli import main
-from pyrovae.config import TrainConfig
+from pyrovae.cli.train import main
+from pyrovae.folder.config import TrainConfig
 from pyrovae.recipes import RECIPES
 
 REPO = Path(__file__).resolve().parents[1]

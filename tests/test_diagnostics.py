@@ -22,7 +22,7 @@ from pyro.infer.importance import vectorized_importance_weights
 from scipy.stats import multivariate_normal
 
 import pyrovae
-from pyrovae.diagnosis import main as diagnose_main
+from pyrovae.cli.diagnose import main as diagnose_main
 from pyrovae.inference.diagnostics.amortization import amortization_gap
 from pyrovae.inference.diagnostics.importance import importance_weights, point_terms
 from pyrovae.inference.diagnostics.latents import latent_health

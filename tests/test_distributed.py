@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pyrovae import train
-from pyrovae.cli import main
+from pyrovae.cli.train import main
 from pyrovae.inference.checkpoint import load_checkpoint
 from tests.deterministic_pair import pair_options
 

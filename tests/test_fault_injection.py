@@ -29,8 +29,8 @@ from kill_harness import (
 from matplotlib.figure import Figure
 
 import pyrovae
+from pyrovae.folder.layout import RunFolder, interrupted_write
 from pyrovae.plots.core import save_figure
-from pyrovae.run_folder import RunFolder, interrupted_write
 
 EPOCHS = 12
 ARGS = ["--hidden", "32", "--latent-dim", "4", "--epochs", str(EPOCHS), "--quiet"]

@@ -14,9 +14,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import pyrovae
-from pyrovae.downstream import main as features_main
+from pyrovae.cli.features import main as features_main
+from pyrovae.data.labels import balanced_label_split
 from pyrovae.errors import PyrovaeError
-from pyrovae.labels import balanced_label_split
 from pyrovae.models import GUIDES, MODELS, ModelSpec
 
 

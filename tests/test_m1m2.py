@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.api import prepare_data
-from pyrovae.config import TrainConfig
 from pyrovae.data import load_dataset, with_features
 from pyrovae.errors import PyrovaeError
+from pyrovae.folder.config import TrainConfig
 from pyrovae.recipes import ssvae as ssvae_recipe
+from pyrovae.runs.train import prepare_data
 
 M2 = dict(model="ssvae", labels=50, epochs=2, hidden=(16,), latent_dim=2, quiet=True)
 

@@ -1,6 +1,6 @@
 """Every form of Pyro pair trains, resumes and reloads; broken pairs get one teaching line.
 
-Forms (see pyrovae.pairs): one object with model/guide methods as in Pyro's VAE example
+Forms (see pyrovae.runs.programs): one object with model/guide methods as in Pyro's VAE example
 (``--pair``), plain functions with ``pyro.module`` / ``pyro.param`` (``--model f --guide g``),
 and Python objects passed to ``pyrovae.train``. A reloaded run is re-evaluated and must give
 the test ELBO of its summary.json.

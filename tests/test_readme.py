@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pyrovae
-from pyrovae.cli import main
+from pyrovae.cli.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -76,7 +76,7 @@ def test_ci_runs_the_readme_install_and_test_commands():
 def test_readme_describes_every_summary_key_as_the_report_does():
     """The README's table of summary.json keys is SUMMARY_KEYS, key for key and word for word
     (report.html shows the same descriptions)."""
-    from pyrovae.report import SUMMARY_KEYS
+    from pyrovae.report.html import SUMMARY_KEYS
 
     section = README.split("#### summary.json", 1)[1].split("</details>", 1)[0]
     rows = re.findall(r"^\| `([^`]+)` \| (.*?) \|", section, re.M)

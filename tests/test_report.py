@@ -15,8 +15,11 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae import plots, report
+from pyrovae import plots
+from pyrovae.cli import report as report_cli
 from pyrovae.recipes import ssvae as ssvae_recipe
+from pyrovae.report import html as report
+from pyrovae.report import keys
 
 # ----------------------------------------------------------------------------- reading the page
 
@@ -176,7 +179,7 @@ def run_dir(request, digits_run, ssvae_run) -> Path:
 
 
 def test_the_template_ships_as_package_data():
-    template = resources.files("pyrovae").joinpath("templates", report.TEMPLATE).read_text()
+    template = resources.files("pyrovae.report").joinpath("templates", report.TEMPLATE).read_text()
     assert "<!DOCTYPE html>" in template and "{{ table(summary_rows) }}" in template
 
 
@@ -211,7 +214,7 @@ def test_report_shows_every_summary_number_with_what_it_is(run_dir):
         assert row["text"].strip(), f"{key} has no description"
         if not isinstance(value, dict):
             assert_shows(row["value"], value, key)
-        if report.SUMMARY_KEYS.get(key, report.Described("")).when == report.BEST:
+        if keys.SUMMARY_KEYS.get(key, keys.Described("")).when == keys.BEST:
             assert row["when"].strip() == best, key
     for key in ("test_elbo", "val_elbo", "train_elbo"):
         assert page.rows[key]["units"] == "nats per example"
@@ -279,7 +282,7 @@ def test_report_command_rebuilds_the_page(digits_run, tmp_path, capsys):
     run_dir = tmp_path / "copy"
     shutil.copytree(digits_run[0].folder.path, run_dir)
     (run_dir / "report.html").unlink()
-    assert report.main([str(run_dir)]) == 0
+    assert report_cli.main([str(run_dir)]) == 0
     assert capsys.readouterr().out.strip() == f"written to {run_dir / 'report.html'}"
     assert_every_png_embedded_once(run_dir, read_page(run_dir))
 
@@ -295,7 +298,7 @@ def test_report_command_rebuilds_the_page(digits_run, tmp_path, capsys):
 def test_report_command_refuses_a_folder_that_is_not_a_run(name, words, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("not a run")
     path = tmp_path / name
-    assert report.main([str(path)]) == 2
+    assert report_cli.main([str(path)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")

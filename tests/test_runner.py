@@ -8,7 +8,6 @@ import torch
 import pyrovae
 from pyrovae.data import load_dataset
 from pyrovae.errors import PyrovaeError
-from pyrovae.figures import best_epoch
 from pyrovae.inference import (
     TensorBatches,
     Trainer,
@@ -17,7 +16,7 @@ from pyrovae.inference import (
     save_checkpoint,
 )
 from pyrovae.inference import checkpoint as checkpoint_module
-from pyrovae.inference.runner import selection_score
+from pyrovae.inference.runner import best_epoch, selection_score
 from pyrovae.models import VAE, MLPNormalGuide, ModelSpec
 
 TINY = dict(hidden=(64,), latent_dim=4, quiet=True, batch_size=64)

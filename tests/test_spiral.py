@@ -12,7 +12,7 @@ from torch import nn
 import pyrovae
 from pyrovae.data import SPIRAL_T_RANGE, spiral_curve
 from pyrovae.plots import run as plots_run
-from pyrovae.spiral import nearest_on_curve, sweep, sweep_numbers
+from pyrovae.recipes.spiral import nearest_on_curve, sweep, sweep_numbers
 from tests.test_plots import keep_figures
 
 

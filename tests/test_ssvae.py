@@ -14,16 +14,16 @@ import torch.nn.functional as F
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 import pyrovae
+from pyrovae.data.labels import SemiSupervisedBatches, balanced_label_split
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference import check_pair
-from pyrovae.labels import SemiSupervisedBatches, balanced_label_split
 from pyrovae.models import ModelSpec
 from pyrovae.models.networks import ConvDecoder, ConvEncoder, mlp
 from pyrovae.models.ssvae import SSVAE
 from pyrovae.plots import ssvae as ssvae_plots
 from pyrovae.recipes import build_pair
 from pyrovae.recipes import ssvae as ssvae_recipe
-from pyrovae.report import render_report
+from pyrovae.report.html import render_report
 from tests.test_cli import assert_one_error_line, run_cli
 from tests.test_plots import keep_figures
 

@@ -12,7 +12,7 @@ import matplotlib.image as mpimg
 import numpy as np
 
 import pyrovae
-from pyrovae.cli import main
+from pyrovae.cli.train import main
 
 
 def test_tensorboard_logs_every_metric_per_epoch_and_the_figures(tmp_path):

@@ -11,6 +11,8 @@ import pyro
 import torch
 from torch import nn
 
+from pyrovae.errors import PyrovaeError
+
 
 def owner_module(program) -> nn.Module | None:
     """The ``nn.Module`` holding ``program``'s parameters: the program itself, or the object
@@ -47,8 +49,6 @@ def load_param_store_state(state: dict[str, torch.Tensor]) -> None:
     store = dict(pyro.get_param_store().named_parameters())
     missing = sorted(set(state) - set(store))
     if missing:
-        from pyrovae.errors import PyrovaeError
-
         raise PyrovaeError(
             f"the checkpoint has pyro.param sites {missing[:3]} that the programs no longer "
             "create; load it with the program code it was trained with"
@@ -84,3 +84,13 @@ def all_parameters(model, guide) -> list[torch.Tensor]:
                 seen.add(id(p))
                 params.append(p)
     return params
+
+
+def device_of(*programs) -> torch.device:
+    """The device of the first parameter of the programs' modules (CPU without one)."""
+    for program in programs:
+        module = owner_module(program)
+        if module is not None:
+            for p in module.parameters():
+                return p.device
+    return torch.device("cpu")

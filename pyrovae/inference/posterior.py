@@ -7,29 +7,14 @@ found by tracing, or read from the model's ``latent_site`` / ``obs_site`` attrib
 
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import site_is_subsample
 
 from pyrovae.errors import PyrovaeError
-
-
-def sample_site_names(trace, observed: bool) -> list[str]:
-    """Names of the sample sites of ``trace`` that are observed (or latent), in trace order."""
-    # Auxiliary guide sites (an autoguide's "W_unconstrained") have no model counterpart.
-    return [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample"
-        and site["is_observed"] == observed
-        and not site_is_subsample(site)
-        and not site["infer"].get("is_auxiliary", False)
-    ]
+from pyrovae.inference.diagnostics.structure import inspect_pair, sample_site_names
 
 
 def latent_site(model, guide, x: torch.Tensor) -> str:
     """The name of the (first) local latent site, one value per row of ``x``:
     ``model.latent_site``, or found by tracing the pair (global sites are passed over)."""
-    from pyrovae.inference.diagnostics.structure import inspect_pair
-
     name = getattr(model, "latent_site", None)
     if name is None:
         local = inspect_pair(model, guide, x).local_sites

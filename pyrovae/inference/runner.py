@@ -455,6 +455,15 @@ def selection_score(row: dict, keys: tuple[str, ...]) -> tuple[float, ...] | Non
     return (first, *(v if v is not None and math.isfinite(v) else -math.inf for v in rest))
 
 
+def best_epoch(history: list[dict], select_by: tuple[str, ...] = ("val_elbo",)) -> int | None:
+    """The epoch the runner keeps: the row with the highest ``select_by`` score (see
+    :func:`~pyrovae.inference.runner.selection_score`; the first of equal ones), or None when
+    no row has a finite first key."""
+    scored = [(selection_score(r, select_by), r["epoch"]) for r in history]
+    scored = [(score, epoch) for score, epoch in scored if score is not None]
+    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+
+
 def _format_row(row: dict) -> str:
     parts = [f"epoch {row['epoch']:4d}", f"train {row['train_elbo']:9.3f}"]
     for key in ("val_elbo", "test_elbo"):

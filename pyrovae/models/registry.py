@@ -3,7 +3,7 @@
 ``MODELS[name](spec)`` builds a model; ``GUIDES[name](spec, model)`` builds a guide for
 that model (most guides ignore the model; the exact FA posterior and the semi-supervised
 guide read parameters from it). Programs a user writes are found by
-``package.module:attr`` instead (see :mod:`pyrovae.pairs`).
+``package.module:attr`` instead (see :mod:`pyrovae.runs.programs`).
 """
 
 from collections.abc import Callable

@@ -7,7 +7,7 @@ and batched, extra metrics per epoch, and the numbers and figures of its report.
 class's defaults serve any pair, a user's included: shuffled minibatches, the run's usual
 figures, and the spiral numbers for a 1-D latent on the spiral.
 
-The runner (:mod:`pyrovae.api`) calls a recipe in this order: :meth:`Recipe.resolve_options`
+The runner (:mod:`pyrovae.runs.train`) calls a recipe in this order: :meth:`Recipe.resolve_options`
 (into ``config.options``), then, once the programs are built, :meth:`Recipe.setup`,
 :meth:`Recipe.batches`, :meth:`Recipe.start_epoch` before and :meth:`Recipe.epoch_metrics`
 after every epoch, and :meth:`Recipe.report` once at the end. A recipe holds no state
@@ -23,6 +23,10 @@ from typing import Any
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.batches import TensorBatches
+from pyrovae.inference.diagnostics.structure import inspect_pair
+from pyrovae.inference.parameters import device_of
+from pyrovae.recipes.figures import run_figures
+from pyrovae.recipes.spiral import spiral_report
 
 MAP_OBJECTIVE = (
     "MAP: log p(x|z) + log p(z) at z = encoder(x) (Delta guide); not a bound on log p(x)"
@@ -168,9 +172,6 @@ class Recipe:
     def report(self, model, guide, data, config, out_dir: Path, history: list) -> Report:
         """The numbers (for summary.json) and figures of a finished run: by default the
         run's usual figures and, for a 1-D latent on the spiral, the spiral numbers."""
-        from pyrovae.figures import device_of, run_figures
-        from pyrovae.inference.diagnostics.structure import inspect_pair
-        from pyrovae.spiral import spiral_report
 
         figures = run_figures(
             model, guide, data, history, out_dir, skip=self.own_figures, select_by=self.select_by

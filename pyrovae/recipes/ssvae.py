@@ -23,12 +23,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pyrovae import plots
+from pyrovae.data.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
 from pyrovae.errors import PyrovaeError
-from pyrovae.figures import best_epoch
 from pyrovae.inference.classifier import accuracy, predict, train_classifier
-from pyrovae.labels import SemiSupervisedBatches, balanced_label_split, check_num_labels
+from pyrovae.inference.runner import best_epoch
 from pyrovae.models.ssvae import DEFAULT_KAPPA, DEFAULT_LABELS_PER_CLASS
+from pyrovae.plots import ssvae as ssvae_plots
 from pyrovae.recipes.base import Recipe, RecipeOption, Report
+from pyrovae.recipes.figures import interpolate, interpolation_ends
 
 BASELINE_MAX_EPOCHS = 3000
 BASELINE_PATIENCE = 200
@@ -112,7 +115,6 @@ class SSVAERecipe(Recipe):
         }
 
     def report(self, model, guide, data, config, out_dir, history) -> Report:
-        from pyrovae.plots import ssvae as ssvae_plots
 
         report = super().report(model, guide, data, config, out_dir, history)
         out_dir = Path(out_dir)
@@ -226,9 +228,6 @@ def class_figures(model, guide, data, seed: int, x: torch.Tensor, out_dir) -> li
 
     :param x: ``(n, D)`` test rows as the classifier takes them (:func:`classifier_inputs`).
     """
-    from pyrovae import plots
-    from pyrovae.figures import interpolation_ends
-    from pyrovae.plots import ssvae as ssvae_plots
 
     out_dir = Path(out_dir)
     shape = data.dataset.image_shape
@@ -286,7 +285,6 @@ def class_interpolation(model, guide, ends: torch.Tensor, steps: int = 10):
     """``(classes, decoded)``: the straight line from z_a to z_b, the means of q(z | x, y) of
     the two rows ``ends: (2, D)`` at their predicted classes y_a, y_b, decoded with each of
     these classes (one row each; one row when they agree): ``decoded: (R, steps, D)``."""
-    from pyrovae.figures import interpolate
 
     y, z = predicted_codes(model, guide, ends)
     classes = list(dict.fromkeys(int(c) for c in y))

@@ -13,14 +13,26 @@ import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.posterior import sample_site_names
 
 PARTICLE_PLATE = "diagnostics_particles"
 """The vectorized plate of independent draws that the diagnostics add left of the pair's."""
+
+
+def sample_site_names(trace, observed: bool) -> list[str]:
+    """Names of the sample sites of ``trace`` that are observed (or latent), in trace order."""
+    # Auxiliary guide sites (an autoguide's "W_unconstrained") have no model counterpart.
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample"
+        and site["is_observed"] == observed
+        and not site_is_subsample(site)
+        and not site["infer"].get("is_auxiliary", False)
+    ]
 
 
 def with_particles(fn: Callable, num_particles: int, dim: int) -> Callable:

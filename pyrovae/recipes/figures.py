@@ -14,29 +14,12 @@ import pyro.poutine as poutine
 import torch
 
 from pyrovae import plots
-from pyrovae.inference.parameters import owner_module
+from pyrovae.data import spiral_curve
+from pyrovae.inference.diagnostics.latents import latent_health
+from pyrovae.inference.diagnostics.structure import inspect_pair, is_discrete
+from pyrovae.inference.parameters import device_of
 from pyrovae.inference.posterior import decode, encode, latent_site, reconstruct, sample_prior
-
-
-def device_of(*programs) -> torch.device:
-    """The device of the first parameter of the programs' modules (CPU without one)."""
-    for program in programs:
-        module = owner_module(program)
-        if module is not None:
-            for p in module.parameters():
-                return p.device
-    return torch.device("cpu")
-
-
-def best_epoch(history: list[dict], select_by: tuple[str, ...] = ("val_elbo",)) -> int | None:
-    """The epoch the runner keeps: the row with the highest ``select_by`` score (see
-    :func:`~pyrovae.inference.runner.selection_score`; the first of equal ones), or None when
-    no row has a finite first key."""
-    from pyrovae.inference.runner import selection_score
-
-    scored = [(selection_score(r, select_by), r["epoch"]) for r in history]
-    scored = [(score, epoch) for score, epoch in scored if score is not None]
-    return max(scored, key=lambda pair: pair[0])[1] if scored else None
+from pyrovae.inference.runner import best_epoch
 
 
 def run_figures(
@@ -87,8 +70,6 @@ def run_figures(
     if dataset.x_dim == 2 and shape is None:
         true_curve = None
         if "t_range" in dataset.extras:
-            from pyrovae.data import spiral_curve
-
             true_curve = spiral_curve(torch.linspace(*dataset.extras["t_range"], 400))
         figures["spiral.png"] = lambda path: plots.plot_spiral(
             _cpu(x),
@@ -149,8 +130,6 @@ def latent_traversals(model, guide, x: torch.Tensor, image_shape, path):
     (largest variance of the posterior means for a point-mass guide), swept over -3..3 with
     the others at the first row's posterior mean; None where it does not apply (no images,
     several latent sites, a discrete or 1-D latent)."""
-    from pyrovae.inference.diagnostics.latents import latent_health
-    from pyrovae.inference.diagnostics.structure import inspect_pair, is_discrete
 
     if image_shape is None:
         return None

@@ -5,131 +5,38 @@
 
 A run goes: resolve the recipe and its options, load the data (with ``--features RUN_DIR``,
 replace its rows by that run's posterior means), build the programs (any of
-the forms in :mod:`pyrovae.pairs`), read the distribution that observes x and prepare the data
+the forms in :mod:`pyrovae.runs.programs`), read the distribution that observes x and prepare the data
 for it, let the recipe set the programs up, train with :class:`~pyrovae.inference.Trainer`,
 and write the run folder with the recipe's report.
 """
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 
 import pyro
 import torch
 
-from pyrovae import data as data_lib
-from pyrovae.config import TrainConfig
-from pyrovae.data import Dataset, PreparedData
+from pyrovae.data import PreparedData
 from pyrovae.errors import PyrovaeError
+from pyrovae.folder.config import TrainConfig
+from pyrovae.folder.layout import RunFolder
 from pyrovae.inference import Trainer
-from pyrovae.inference.checkpoint import load_checkpoint
-from pyrovae.inference.contract import check_pair, observation
 from pyrovae.inference.distributed import (
     DistributedTrainer,
     init_distributed,
     shutdown_distributed,
 )
-from pyrovae.inference.parameters import owner_module, restore
-from pyrovae.models import ModelSpec
-from pyrovae.models.likelihoods import check_likelihood_name
-from pyrovae.pairs import build_programs, object_name, recipe_class
-from pyrovae.recipes import GUIDE_OPTIONS, Recipe
-from pyrovae.report import write_report
-from pyrovae.run_folder import RunFolder
-from pyrovae.tensorboard_log import TensorBoardLog, chain
+from pyrovae.report.html import write_report
+from pyrovae.report.tensorboard import TensorBoardLog, chain
+from pyrovae.runs.build import PROGRAM_KEYS, Built
+from pyrovae.runs.load import Run, build_from_config
+from pyrovae.runs.programs import object_name
 
-PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
 TRAIN_ELBO_ROWS = 10_000
 """Training rows on which the ELBO (KL weight 1) is evaluated when the objective is not it."""
-
-
-@dataclass
-class Run:
-    """A trained (or loaded) run: the pair, its data and what was measured.
-
-    ``model`` and ``guide`` are the trained programs themselves (bound methods for a pair
-    given as one object), ready for e.g. ``Trace_ELBO().loss(run.model, run.guide, x)``.
-    """
-
-    config: TrainConfig
-    model: object
-    guide: object
-    data: PreparedData
-    history: list[dict]
-    summary: dict
-    folder: RunFolder
-    recipe: Recipe
-    spec: ModelSpec
-    is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
-
-
-@dataclass
-class Built:
-    """What :func:`build` makes of a config: the prepared data and the programs."""
-
-    data: PreparedData
-    spec: ModelSpec
-    model: object
-    guide: object
-    guide_name: str | None
-    recipe: Recipe
-    config: TrainConfig  # with the recipe's options resolved
-    device: torch.device
-
-
-# Defaults that differ by data set, used where the config leaves a field as None. The
-# spiral is a 1-D curve in 2-D with known noise: with a learned noise scale the decoder
-# explains every point as noise around the center and ignores z (posterior collapse).
-DEFAULT_NETWORK = {"latent_dim": 10, "hidden": (256,)}
-DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
-
-
-def _choose_likelihood(config: TrainConfig, recipe: type[Recipe], dataset: Dataset) -> str:
-    """The built-in likelihood for models that take one by name: the recipe's, the config's,
-    or bernoulli for data in [0, 1] and gaussian otherwise."""
-    fixed = recipe.likelihood
-    if fixed is not None and config.likelihood not in (None, fixed):
-        raise PyrovaeError(
-            f"--model {config.model_name} has a {fixed} observation model; "
-            f"drop --likelihood {config.likelihood} (or pass --likelihood {fixed})"
-        )
-    default = "bernoulli" if dataset.support == "unit" else "gaussian"
-    return check_likelihood_name(config.likelihood or fixed or default)
-
-
-def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> ModelSpec:
-    """What a model or guide factory is told: the data's width and classes, the network
-    sizes (the config's, else the data set's, the recipe's, then the defaults), the
-    likelihood by name and the recipe's options."""
-    own = dataset.name if dataset.features is None else None  # features: no data set's
-    defaults = {**DEFAULT_NETWORK, **recipe.network, **DATASET_DEFAULTS.get(own, {})}
-    gaussian_scale = config.gaussian_scale
-    if gaussian_scale is None and own == "spiral":
-        gaussian_scale = max(config.spiral_noise, 1e-2)
-    n = dataset.x_train.shape[0]
-    return ModelSpec(
-        x_dim=dataset.x_dim,
-        latent_dim=config.latent_dim or defaults["latent_dim"],
-        hidden=config.hidden if config.hidden is not None else defaults["hidden"],
-        likelihood=_choose_likelihood(config, recipe, dataset),
-        gaussian_scale=gaussian_scale,
-        gray_bernoulli=config.gray_bernoulli,
-        num_classes=dataset.num_classes,
-        num_data=n - round(config.val_fraction * n),
-        image_shape=dataset.image_shape,
-        net=config.net,
-        options=dict(config.options),
-    )
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PyrovaeError("--device cuda was asked for but torch sees no GPU; use --device cpu")
-    return torch.device(name)
 
 
 def default_out(config: TrainConfig) -> Path:
@@ -138,69 +45,6 @@ def default_out(config: TrainConfig) -> Path:
     dataset = Path(config.dataset).stem if config.dataset.endswith(".npz") else config.dataset
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{model}-{dataset}-{stamp}"
-
-
-def build(config: TrainConfig, programs: dict | None = None, device=None) -> Built:
-    """Seed, resolve the recipe, load the data, build the programs and prepare the data for
-    the distribution the model observes x with.
-
-    :param programs: Python objects that replace the config's names (``model``, ``guide``,
-        ``pair``, ``recipe``).
-    :param device: overrides ``config.device`` (a distributed rank's own GPU).
-    """
-    programs = programs or {}
-    pyro.set_rng_seed(config.seed)
-    pyro.clear_param_store()
-    names = {k: programs.get(k, getattr(config, k)) for k in PROGRAM_KEYS}
-    recipe_cls = recipe_class(names["recipe"], names["pair"] or names["model"] or "vae")
-    guide_name = names["guide"] if isinstance(names["guide"], str) else None
-    if guide_name is None and names["pair"] is None and names["guide"] is None:
-        guide_name = recipe_cls.default_guide
-    who = f"--model {config.model_name}" + (f" with --guide {guide_name}" if guide_name else "")
-    options = recipe_cls.resolve_options(config.options, who, GUIDE_OPTIONS.get(guide_name, ()))
-    config = replace(config, options=options, elbo=config.elbo or recipe_cls.elbo)
-    dataset = data_lib.load_dataset(
-        config.dataset, config.data_root, spiral_noise=config.spiral_noise
-    )
-    device = device or resolve_device(config.device)
-    if config.features is not None:
-        from pyrovae.downstream import feature_dataset
-
-        dataset = feature_dataset(config.features, dataset, device=str(device))
-        pyro.set_rng_seed(config.seed)  # loading the feature run seeded with its own seed
-        pyro.clear_param_store()
-    spec = model_spec(config, dataset, recipe_cls)
-    pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
-    modules = [owner_module(program) for program in (pair.model, pair.guide)]
-    for module in modules:
-        if module is not None:
-            module.to(device)
-    if config.net == "conv" and None not in modules and not _convolves(modules):
-        raise PyrovaeError(
-            f"--net conv: {who} builds no convolutional network; drop --net conv (the "
-            "neural models, vae, ssvae, ae and gumbel-vae, offer it)"
-        )
-    name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
-    if dataset.features is not None and support in ("binary", "unit"):
-        raise PyrovaeError(
-            f"--features gives real-valued posterior means, but the model observes x with a "
-            f"{name} on [0, 1]; use --likelihood gaussian (the default for features)"
-        )
-    data = data_lib.prepare(
-        dataset,
-        support="real" if support == "other" else support,
-        observation=name,
-        binarization=config.binarize,
-        allow_gray=config.gray_bernoulli,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
-    return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
-
-
-def _convolves(modules) -> bool:
-    """Whether any of the ``nn.Module`` s holds a convolution layer."""
-    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for p in modules for m in p.modules())
 
 
 def _split_arguments(kwargs: dict) -> tuple[dict, dict]:
@@ -267,7 +111,7 @@ def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: boo
     if config.tensorboard and is_main:
         board = TensorBoardLog(folder.path / "tensorboard")  # no tensorboard: fails here
         on_epoch = chain(folder.write_metrics, board.on_epoch)
-    built = build(config, programs, group.device if group else None)
+    built = build_from_config(config, programs, group.device if group else None)
     config, data, recipe, device = built.config, built.data, built.recipe, built.device
     model, guide = built.model, built.guide
     if group is not None and group.rank > 0:
@@ -374,39 +218,6 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
     }
 
 
-def load_run(path: str | Path, device: str = "cpu", **programs) -> Run:
-    """Rebuild the model and guide of a run folder from its config and checkpoint, with every
-    parameter (modules and ``pyro.param`` sites) of its best validation epoch (its last
-    epoch without validation rows).
-
-    :param programs: ``model``, ``guide``, ``pair`` or ``recipe`` as Python objects, for a
-        run whose programs were given as objects that cannot be imported by name (defined
-        in a script's ``__main__`` or a notebook).
-    """
-    unknown = sorted(set(programs) - set(PROGRAM_KEYS))
-    if unknown:
-        raise PyrovaeError(f"load_run takes {', '.join(PROGRAM_KEYS)} as programs, got {unknown}")
-    folder = RunFolder(path)
-    config = replace(folder.read_config(), device=device)
-    built = build(config, programs)
-    state = load_checkpoint(folder.checkpoint, map_location=built.device)
-    # One trace creates the pyro.param sites (with their constraints) that are restored.
-    with torch.no_grad():
-        check_pair(built.model, built.guide, built.data.x_test[:2].to(built.device))
-    restore(built.model, built.guide, state["best"] if state["best"]["epoch"] else state)
-    return Run(
-        built.config,
-        built.model,
-        built.guide,
-        built.data,
-        list(state["history"]),
-        folder.read_summary(),
-        folder,
-        built.recipe,
-        built.spec,
-    )
-
-
 def prepare_data(config: TrainConfig) -> PreparedData:
     """The data ``config`` trains on, prepared for its model's observation distribution."""
-    return build(config).data
+    return build_from_config(config).data

@@ -7,7 +7,7 @@ Layout::
     metrics.csv      one row per epoch: the objective and ELBOs in nats per example, KL weight
                      (at the epoch's end), seconds
     summary.json     the final numbers
-    *.png            the figures (see pyrovae.figures and the model's recipe)
+    *.png            the figures (see pyrovae.recipes.figures and the model's recipe)
     .lock            held (flock) by the process training in the folder
 
 Every file is written atomically (:mod:`pyrovae.atomic`), so a run killed at any moment
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pyrovae.atomic import FILE_MODE, atomic_write_text
 from pyrovae.errors import PyrovaeError
+from pyrovae.folder.config import TrainConfig
 
 try:  # POSIX; elsewhere run folders are not locked
     import fcntl
@@ -39,6 +40,27 @@ METRIC_COLUMNS = (
 RUN_FILES = ("config.json", "checkpoint.pt")
 STATE_FILES = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
 """The files training writes under the lock; a kill mid-write leaves ``NAME.XXXXXXXX.tmp``."""
+REPORT_NAME = "report.html"
+TRAINING_CURVES = "training_curves.png"
+DIAGNOSTIC_FIGURES = {
+    "pareto_k": "pareto_khat.png",
+    "iwae_vs_k": "iwae_vs_k.png",
+    "kl_per_dim": "kl_per_dim.png",
+    "nuts_vs_q": "nuts_vs_q.png",
+}
+"""The figures that diagnosing a run adds to its folder, by what they show."""
+
+
+def check_run_folder(run_dir) -> Path:
+    """``run_dir`` as a Path, or a one-line PyrovaeError when it is not a run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise PyrovaeError(f"no run folder at {run_dir}")
+    if not run_dir.is_dir():
+        raise PyrovaeError(f"{run_dir} is a file, not a run folder")
+    if not (run_dir / "config.json").is_file():
+        raise PyrovaeError(f"{run_dir} is not a pyrovae run folder: it has no config.json")
+    return run_dir
 
 
 def interrupted_write(name: str) -> bool:
@@ -152,8 +174,6 @@ class RunFolder:
         atomic_write_text(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
 
     def read_config(self):
-        from pyrovae.config import TrainConfig
-
         if not self.path.is_dir():
             raise PyrovaeError(f"no run folder at {self.path}")
         return TrainConfig.load(self.config_path)

@@ -1,4 +1,4 @@
-"""Command line of ``scripts/train_svi.py``: one flag per :class:`TrainConfig` field, and
+"""``pyrovae-train`` (``python scripts/train_svi.py``): one flag per :class:`TrainConfig` field, and
 one per option of each registered model's recipe, grouped under that model."""
 
 import argparse
@@ -8,11 +8,13 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.config import TrainConfig
+from pyrovae.cli.common import OneLineErrorParser, fail
 from pyrovae.errors import PyrovaeError
+from pyrovae.folder.config import TrainConfig
 from pyrovae.inference.settings import TrainSettings
 from pyrovae.models import GUIDES, MODELS
 from pyrovae.recipes import GUIDE_OPTIONS, RECIPES
+from pyrovae.runs.train import default_out, train
 
 # Options that may be changed when continuing a run with --resume.
 RESUMABLE = {"epochs", "quiet", "device", "eval_batch_size", "distributed"}
@@ -25,13 +27,6 @@ def _base_type(annotation):
     if typing.get_origin(annotation) is tuple:
         annotation = typing.get_args(annotation)[0]
     return annotation
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one ``error:`` line like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def _model_options() -> dict[str, tuple[str, object]]:
@@ -121,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     args, resume = parse(argv)
     run_dir = resume
     try:
-        from pyrovae.api import default_out, train
-
         if resume is not None:
             fixed = sorted(set(args) - RESUMABLE)
             if fixed:
@@ -134,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = config.out = str(config.out or default_out(config))
             run = train(config)
     except PyrovaeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     except KeyboardInterrupt:
         print(interrupted_message(run_dir), file=sys.stderr)
         return 130

@@ -1,4 +1,4 @@
-"""``pyrovae.diagnose(run)`` and ``scripts/diagnose.py``: how good is q(z|x) of a trained run?
+"""``pyrovae.diagnose(run)`` (``pyrovae-diagnose`` on the command line): how good is q(z|x) of a trained run?
 
 On the run's test rows (the same binarized rows as its test ELBO), for any model/guide pair:
 
@@ -14,11 +14,9 @@ their mean under q, so the per-row numbers are conditional on that plug-in value
 Written to the run folder: ``diagnostics.json``, ``posterior.nc`` (ArviZ) and figures.
 """
 
-import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -28,19 +26,32 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from torch import nn
+import xarray as xr
 
-from pyrovae.atomic import FILE_MODE
+from pyrovae.atomic import FILE_MODE, atomic_write_text
 from pyrovae.errors import PyrovaeError
+from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, json_ready
+from pyrovae.inference.diagnostics.amortization import amortization_gap
+from pyrovae.inference.diagnostics.arviz_import import import_arviz
+from pyrovae.inference.diagnostics.importance import importance_weights
+from pyrovae.inference.diagnostics.latents import latent_health
+from pyrovae.inference.diagnostics.memory import retain_freed_memory
+from pyrovae.inference.diagnostics.pareto import khat_summary, pareto_khat
+from pyrovae.inference.diagnostics.reference import nuts_reference
+from pyrovae.inference.diagnostics.structure import (
+    condition_on_globals,
+    evaluation_mode,
+    frozen_parameters,
+    global_means,
+    inspect_pair,
+)
+from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
+from pyrovae.plots import diagnostics as figures
+from pyrovae.report.html import write_report
+from pyrovae.runs.load import as_run
 
 DEFAULT_KS = (1, 10, 100, 1000, 5000)
-FIGURES = {
-    "pareto_k": "pareto_khat.png",
-    "iwae_vs_k": "iwae_vs_k.png",
-    "kl_per_dim": "kl_per_dim.png",
-    "nuts_vs_q": "nuts_vs_q.png",
-}
 UNITS = "nats per example (log densities of one test row); higher is better"
 
 
@@ -111,39 +122,25 @@ def diagnose(
     On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
     :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
     """
-    from pyrovae.api import Run, load_run
-    from pyrovae.inference.diagnostics.memory import retain_freed_memory
-    from pyrovae.inference.diagnostics.structure import evaluation_mode, frozen_parameters
 
     unknown = sorted(set(options) - {f.name for f in fields(DiagnosisOptions)})
     if unknown:
         raise PyrovaeError(f"diagnose has no option {unknown[0]!r}")
     settings = DiagnosisOptions(**options)
-    if not isinstance(run, Run):
-        run = load_run(run, device=device)
+    run = as_run(run, device)
     retain_freed_memory()
     with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
         return _diagnose(run, settings, write=write, progress=progress)
 
 
 def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> dict:
-    from pyrovae.inference.diagnostics.amortization import amortization_gap
-    from pyrovae.inference.diagnostics.importance import importance_weights
-    from pyrovae.inference.diagnostics.latents import latent_health
-    from pyrovae.inference.diagnostics.pareto import khat_summary, pareto_khat
-    from pyrovae.inference.diagnostics.reference import nuts_reference
-    from pyrovae.inference.diagnostics.structure import (
-        condition_on_globals,
-        global_means,
-        inspect_pair,
-    )
 
     pyro.set_rng_seed(opts.seed)
     generator = np.random.default_rng(opts.seed)
     x = run.data.x_test
     if opts.max_points is not None:
         x = x[: opts.max_points]
-    device = _device_of(run.model, run.guide)
+    device = device_of(run.model, run.guide)
     x = x.to(device)
     if x.shape[0] == 0:
         raise PyrovaeError("the run has no test rows to diagnose")
@@ -262,14 +259,6 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     return out
 
 
-def _device_of(*programs) -> torch.device:
-    for program in programs:
-        if isinstance(program, nn.Module):
-            for p in program.parameters():
-                return p.device
-    return torch.device("cpu")
-
-
 def _iwae_numbers(weights) -> dict:
     k_max = weights.num_samples
     ks = sorted({k for k in DEFAULT_KS if k < k_max} | {k_max})
@@ -294,29 +283,25 @@ def _se(values: torch.Tensor) -> float:
 
 
 def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
-    from pyrovae.atomic import atomic_write_text
-    from pyrovae.plots import diagnostics as figures
-    from pyrovae.report import write_report
-    from pyrovae.run_folder import json_ready
 
     folder = run.folder.path
     written = []
     if khat is not None:
-        written.append(figures.plot_khat(khat, folder / FIGURES["pareto_k"]))
+        written.append(figures.plot_khat(khat, folder / DIAGNOSTIC_FIGURES["pareto_k"]))
         by_k = out["iwae_by_k"]
         written.append(
             figures.plot_iwae_vs_k(
                 [int(k) for k in by_k],
                 [v["estimate"] for v in by_k.values()],
                 [v["standard_error"] for v in by_k.values()],
-                folder / FIGURES["iwae_vs_k"],
+                folder / DIAGNOSTIC_FIGURES["iwae_vs_k"],
                 elbo=run.summary.get("test_elbo"),
             )
         )
     if any(v is not None for v in health.kl_per_dim.values()):
         written.append(
             figures.plot_kl_per_dim(
-                health.kl_per_dim, health.mean_variance, folder / FIGURES["kl_per_dim"]
+                health.kl_per_dim, health.mean_variance, folder / DIAGNOSTIC_FIGURES["kl_per_dim"]
             )
         )
     if reference is not None:
@@ -326,7 +311,7 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
                 reference.nuts[site],
                 reference.guide[site],
                 reference.rows,
-                folder / FIGURES["nuts_vs_q"],
+                folder / DIAGNOSTIC_FIGURES["nuts_vs_q"],
                 site=site,
             )
         )
@@ -345,9 +330,6 @@ def _write_inference_data(path: Path, weights, khat, reference) -> Path:
     """``posterior.nc``: NUTS draws (``posterior``, ``sample_stats``), the guide's draws for
     the same rows (``approximate_posterior``) and per-row importance results
     (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``, ``elbo``)."""
-    import xarray as xr
-
-    from pyrovae.inference.diagnostics.arviz_import import import_arviz
 
     az = import_arviz()
     idata = reference.inference_data() if reference is not None else az.InferenceData()
@@ -391,40 +373,3 @@ def one_line_summary(out: dict) -> str:
     if out.get("nuts_max_rhat") is not None:
         parts.append(f"NUTS max R-hat {out['nuts_max_rhat']:.3f}")
     return "; ".join(parts)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from pyrovae.cli import OneLineErrorParser
-
-    parser = OneLineErrorParser(
-        prog="diagnose.py",
-        description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
-        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap. Writes "
-        "diagnostics.json, posterior.nc and figures into the run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train_svi.py")
-    for f in fields(DiagnosisOptions):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
-        )
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
-        out = diagnose(args.run_dir, device=args.device, progress=not args.quiet, **options)
-    except PyrovaeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: no diagnostics written", file=sys.stderr)
-        return 130
-    if out.get("collapse_warning"):
-        print(f"warning: {out['collapse_warning']}", file=sys.stderr)
-    print(f"{one_line_summary(out)}; written to {Path(args.run_dir) / 'diagnostics.json'}")
-    return 0

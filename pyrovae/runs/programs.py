@@ -17,14 +17,14 @@ a factory when its first parameter is named ``spec`` or annotated ``ModelSpec``;
 function, and any callable instance, is the program itself.
 """
 
-import importlib
 import inspect
 import types
 from dataclasses import dataclass
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.models import GUIDES, ModelSpec, build_guide, build_model
-from pyrovae.recipes import Recipe, recipe_for
+from pyrovae.recipes import Recipe
+from pyrovae.recipes.lookup import resolve_attr
 
 
 @dataclass
@@ -46,30 +46,6 @@ def object_name(obj) -> str:
     """``package.module:qualname`` of a class or function (how config.json records it)."""
     target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
     return f"{target.__module__}:{target.__qualname__}"
-
-
-def resolve_attr(name: str, flag: str):
-    """The object named ``package.module:attr``, or a one-line error that says why not."""
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise PyrovaeError(f"{flag} {name}: give package.module:attr, e.g. my_pair:Model")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PyrovaeError(
-            f"cannot import {module_name!r} for {flag} {name}: {exc}; "
-            "make sure the module is on PYTHONPATH (or run from its folder)"
-        ) from exc
-    except Exception as exc:  # the user's module raised while importing
-        raise PyrovaeError(
-            f"importing {module_name!r} for {flag} {name} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise PyrovaeError(f"module {module_name!r} has no attribute {attr!r} ({flag} {name})")
-        obj = getattr(obj, part)
-    return obj
 
 
 def _is_factory_function(fn) -> bool:
@@ -165,13 +141,3 @@ def build_programs(model, guide, pair, spec: ModelSpec, recipe: type[Recipe]) ->
     if guide_program is None:
         guide_program = build_guide(guide, spec, model_program)
     return Programs(model_program, guide_program, model_name, guide_name)
-
-
-def recipe_class(recipe, model) -> type[Recipe]:
-    """The recipe of a run: named (``package.module:attr``), given, or the model's own."""
-    if recipe is None:
-        return recipe_for(model if isinstance(model, str) else None)
-    cls = resolve_attr(recipe, "--recipe") if isinstance(recipe, str) else recipe
-    if not (inspect.isclass(cls) and issubclass(cls, Recipe)):
-        raise PyrovaeError(f"--recipe {recipe} is not a subclass of pyrovae.recipes.Recipe")
-    return cls

@@ -1,0 +1,45 @@
+"""``pyrovae-diagnose RUN_DIR`` (``python scripts/diagnose.py``): posterior diagnostics of a
+trained run, written into its folder (:func:`pyrovae.runs.diagnose.diagnose`)."""
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.errors import PyrovaeError
+from pyrovae.runs.diagnose import DiagnosisOptions, diagnose, one_line_summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="diagnose.py",
+        description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
+        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap. Writes "
+        "diagnostics.json, posterior.nc and figures into the run folder.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train_svi.py")
+    for f in fields(DiagnosisOptions):
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
+        )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
+        out = diagnose(args.run_dir, device=args.device, progress=not args.quiet, **options)
+    except PyrovaeError as exc:
+        return fail(exc)
+    except KeyboardInterrupt:
+        print("interrupted: no diagnostics written", file=sys.stderr)
+        return 130
+    if out.get("collapse_warning"):
+        print(f"warning: {out['collapse_warning']}", file=sys.stderr)
+    print(f"{one_line_summary(out)}; written to {Path(args.run_dir) / 'diagnostics.json'}")
+    return 0
