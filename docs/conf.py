@@ -1,0 +1,40 @@
+"""Sphinx configuration: tutorials are MyST-markdown notebooks executed at every build
+(myst-nb), the API reference comes from the docstrings (autodoc), the command-line pages
+from the argparse parsers themselves (sphinx-argparse)."""
+
+import pyrovae
+
+project = "pyrovae"
+author = "the pyrovae developers"
+copyright = "2026, the pyrovae developers"
+release = version = pyrovae.__version__
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinxarg.ext",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "README.md"]
+
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# Every notebook runs at every build; a cell that raises fails the build.
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+
+html_theme = "furo"
+html_title = "pyrovae"
+html_static_path = ["_static"]
