@@ -1,4 +1,5 @@
-"""``pyrovae.diagnose(run)`` (``pyrovae-diagnose`` on the command line): how good is q(z|x) of a trained run?
+"""``pyrovae.diagnose(run)`` (``pyrovae-diagnose`` on the command line): how good is the
+guide q(z|x) of a trained run?
 
 On the run's test rows (the same binarized rows as its test ELBO), for any model/guide pair:
 

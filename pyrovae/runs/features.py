@@ -4,11 +4,7 @@ tasks (see :mod:`pyrovae.runs.probe` for how much a linear classifier reads from
 import torch
 
 from pyrovae.runs.encoding import encode_run
-from pyrovae.runs.load import Run, load_run
-
-
-def _load(run, device: str) -> Run:
-    return run if isinstance(run, Run) else load_run(run, device=device)
+from pyrovae.runs.load import as_run
 
 
 def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.Tensor:
@@ -26,4 +22,4 @@ def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.
 
     The modules are in eval mode while they encode, and go back to their mode afterwards.
     """
-    return encode_run(_load(run, device), x, batch_size)
+    return encode_run(as_run(run, device), x, batch_size)

@@ -4,8 +4,8 @@
 >>> run.summary["test_elbo"]                                        # doctest: +SKIP
 
 A run goes: resolve the recipe and its options, load the data (with ``--features RUN_DIR``,
-replace its rows by that run's posterior means), build the programs (any of
-the forms in :mod:`pyrovae.runs.programs`), read the distribution that observes x and prepare the data
+replace its rows by that run's posterior means), build the programs (any of the forms in
+:mod:`pyrovae.runs.programs`), read the distribution that observes x and prepare the data
 for it, let the recipe set the programs up, train with :class:`~pyrovae.inference.Trainer`,
 and write the run folder with the recipe's report.
 """

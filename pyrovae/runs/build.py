@@ -1,0 +1,163 @@
+"""From a run's config to its programs and data: the recipe and its options, the network
+sizes (:class:`~pyrovae.models.ModelSpec`), the programs in any of the forms of
+:mod:`pyrovae.runs.programs`, and the data prepared for the distribution the model observes x
+with."""
+
+from dataclasses import dataclass, replace
+
+import pyro
+import torch
+
+from pyrovae import data as data_lib
+from pyrovae.data import Dataset, PreparedData
+from pyrovae.errors import PyrovaeError
+from pyrovae.folder.config import TrainConfig
+from pyrovae.inference.contract import observation
+from pyrovae.inference.parameters import owner_module
+from pyrovae.models import ModelSpec
+from pyrovae.models.likelihoods import check_likelihood_name
+from pyrovae.recipes import GUIDE_OPTIONS, Recipe, recipe_class
+from pyrovae.runs.programs import build_programs
+
+PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
+
+
+@dataclass
+class Resolved:
+    """What :func:`resolve` makes of a config before any data is loaded."""
+
+    config: TrainConfig  # with the recipe's options resolved
+    recipe: type[Recipe]
+    names: dict  # model, guide, pair, recipe: names or Python objects
+    guide_name: str | None
+    who: str  # "--model M with --guide G", for messages
+
+
+@dataclass
+class Built:
+    """What :func:`build` makes of a config: the prepared data and the programs."""
+
+    data: PreparedData
+    spec: ModelSpec
+    model: object
+    guide: object
+    guide_name: str | None
+    recipe: Recipe
+    config: TrainConfig  # with the recipe's options resolved
+    device: torch.device
+
+
+# Defaults that differ by data set, used where the config leaves a field as None. The
+# spiral is a 1-D curve in 2-D with known noise: with a learned noise scale the decoder
+# explains every point as noise around the center and ignores z (posterior collapse).
+DEFAULT_NETWORK = {"latent_dim": 10, "hidden": (256,)}
+DATASET_DEFAULTS = {"spiral": {"latent_dim": 1, "hidden": (64, 64)}}
+
+
+def _choose_likelihood(config: TrainConfig, recipe: type[Recipe], dataset: Dataset) -> str:
+    """The built-in likelihood for models that take one by name: the recipe's, the config's,
+    or bernoulli for data in [0, 1] and gaussian otherwise."""
+    fixed = recipe.likelihood
+    if fixed is not None and config.likelihood not in (None, fixed):
+        raise PyrovaeError(
+            f"--model {config.model_name} has a {fixed} observation model; "
+            f"drop --likelihood {config.likelihood} (or pass --likelihood {fixed})"
+        )
+    default = "bernoulli" if dataset.support == "unit" else "gaussian"
+    return check_likelihood_name(config.likelihood or fixed or default)
+
+
+def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> ModelSpec:
+    """What a model or guide factory is told: the data's width and classes, the network
+    sizes (the config's, else the data set's, the recipe's, then the defaults), the
+    likelihood by name and the recipe's options."""
+    own = dataset.name if dataset.features is None else None  # features: no data set's
+    defaults = {**DEFAULT_NETWORK, **recipe.network, **DATASET_DEFAULTS.get(own, {})}
+    gaussian_scale = config.gaussian_scale
+    if gaussian_scale is None and own == "spiral":
+        gaussian_scale = max(config.spiral_noise, 1e-2)
+    n = dataset.x_train.shape[0]
+    return ModelSpec(
+        x_dim=dataset.x_dim,
+        latent_dim=config.latent_dim or defaults["latent_dim"],
+        hidden=config.hidden if config.hidden is not None else defaults["hidden"],
+        likelihood=_choose_likelihood(config, recipe, dataset),
+        gaussian_scale=gaussian_scale,
+        gray_bernoulli=config.gray_bernoulli,
+        num_classes=dataset.num_classes,
+        num_data=n - round(config.val_fraction * n),
+        image_shape=dataset.image_shape,
+        net=config.net,
+        options=dict(config.options),
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: a GPU when torch sees one, else the CPU; a one-line error for a missing GPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PyrovaeError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def resolve(config: TrainConfig, programs: dict | None = None) -> Resolved:
+    """The recipe of ``config`` and its options (checked), before any data is loaded.
+
+    :param programs: Python objects that replace the config's names (``model``, ``guide``,
+        ``pair``, ``recipe``).
+    """
+    programs = programs or {}
+    names = {k: programs.get(k, getattr(config, k)) for k in PROGRAM_KEYS}
+    recipe_cls = recipe_class(names["recipe"], names["pair"] or names["model"] or "vae")
+    guide_name = names["guide"] if isinstance(names["guide"], str) else None
+    if guide_name is None and names["pair"] is None and names["guide"] is None:
+        guide_name = recipe_cls.default_guide
+    who = f"--model {config.model_name}" + (f" with --guide {guide_name}" if guide_name else "")
+    options = recipe_cls.resolve_options(config.options, who, GUIDE_OPTIONS.get(guide_name, ()))
+    config = replace(config, options=options, elbo=config.elbo or recipe_cls.elbo)
+    return Resolved(config, recipe_cls, names, guide_name, who)
+
+
+def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
+    """Seed, build the programs of ``resolved`` on ``dataset`` and prepare the data for the
+    distribution the model observes x with.
+
+    :param dataset: the rows to train on (:func:`pyrovae.runs.load.run_dataset`).
+    :param device: where the programs' modules go (a distributed rank's own GPU).
+    """
+    config, recipe_cls, names, who = resolved.config, resolved.recipe, resolved.names, resolved.who
+    pyro.set_rng_seed(config.seed)
+    pyro.clear_param_store()
+    spec = model_spec(config, dataset, recipe_cls)
+    pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
+    modules = [owner_module(program) for program in (pair.model, pair.guide)]
+    for module in modules:
+        if module is not None:
+            module.to(device)
+    if config.net == "conv" and None not in modules and not _convolves(modules):
+        raise PyrovaeError(
+            f"--net conv: {who} builds no convolutional network; drop --net conv (the "
+            "neural models, vae, ssvae, ae and gumbel-vae, offer it)"
+        )
+    name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
+    if dataset.features is not None and support in ("binary", "unit"):
+        raise PyrovaeError(
+            f"--features gives real-valued posterior means, but the model observes x with a "
+            f"{name} on [0, 1]; use --likelihood gaussian (the default for features)"
+        )
+    data = data_lib.prepare(
+        dataset,
+        support="real" if support == "other" else support,
+        observation=name,
+        binarization=config.binarize,
+        allow_gray=config.gray_bernoulli,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+    )
+    return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
+
+
+def _convolves(modules) -> bool:
+    """Whether any of the ``nn.Module`` s holds a convolution layer."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for p in modules for m in p.modules())
