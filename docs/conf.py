@@ -2,7 +2,12 @@
 (myst-nb), the API reference comes from the docstrings (autodoc), the command-line pages
 from the argparse parsers themselves (sphinx-argparse)."""
 
+import sys
+from pathlib import Path
+
 import pyrovae
+
+sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "pyrovae"
 author = "the pyrovae developers"
@@ -16,6 +21,7 @@ extensions = [
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
+    "run_folder_keys",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}

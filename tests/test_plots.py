@@ -871,7 +871,7 @@ class FixedPosterior(torch.nn.Module):
 
 
 def test_a_run_traverses_the_dimensions_in_order_of_closed_form_kl(tmp_path, monkeypatch):
-    from pyrovae import figures
+    from pyrovae.recipes import figures
 
     loc, scale = [0.0, 1.5, 0.2, 0.0], [1.0, 0.3, 0.9, 0.05]
     kl = [0.5 * (s**2 + m**2 - 1) - math.log(s) for m, s in zip(loc, scale, strict=True)]
@@ -897,7 +897,7 @@ def test_a_run_traverses_the_dimensions_in_order_of_closed_form_kl(tmp_path, mon
 
 
 def test_no_traversals_without_images_or_with_a_one_dimensional_latent(tmp_path):
-    from pyrovae import figures
+    from pyrovae.recipes import figures
 
     pair = FixedPosterior([0.0] * 4, [1.0] * 4)
     x = torch.rand(10, 64)

@@ -3,6 +3,9 @@ checks they pass, and their preparation for a run (validation split, binarizatio
 
 Every loader returns a :class:`Dataset` whose ``x_*`` tensors are ``(n, D)`` float32 rows
 (images flattened row-major) and whose labels, when known, are ``(n,)`` int64.
+
+May import: the base (:mod:`pyrovae.errors`, :mod:`pyrovae.atomic`) only; it knows no model,
+no inference and no figure.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """The run folder: config, checkpoint, metrics, summary and figures of one training run.
 
-Layout::
-
-    config.json      every option of the run (rebuilds the model with pyrovae.load_run)
-    checkpoint.pt    written atomically after every epoch (resume with --resume DIR)
-    metrics.csv      one row per epoch: the objective and ELBOs in nats per example, KL weight
-                     (at the epoch's end), seconds
-    summary.json     the final numbers
-    *.png            the figures (see pyrovae.recipes.figures and the model's recipe)
-    .lock            held (flock) by the process training in the folder
+Its files (``config.json``, ``checkpoint.pt``, ``metrics.csv``, ``summary.json``, figures,
+``report.html``, ``.lock``, and what the diagnosis and the features add) are described in
+``pyrovae/report/keys.toml``, read by the report and the documentation alike.
 
 Every file is written atomically (:mod:`pyrovae.atomic`), so a run killed at any moment
 leaves whole files, and ``--resume`` continues from the last checkpoint.

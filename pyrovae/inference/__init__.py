@@ -1,4 +1,12 @@
-"""Inference: the SVI runner, ELBO choices, evaluation and posterior views."""
+"""Inference: the SVI runner, ELBO choices, evaluation and posterior views.
+
+:mod:`.runner` trains any model/guide pair with ``pyro.infer.SVI``; :mod:`.diagnostics` measures
+how good a guide is. Both work from traces (site names, distributions, plates), so they know
+no particular model.
+
+May import: the base (:mod:`pyrovae.errors`, :mod:`pyrovae.atomic`) only; not
+:mod:`pyrovae.models`, :mod:`pyrovae.data` or :mod:`pyrovae.plots`, its siblings.
+"""
 
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule
 from pyrovae.inference.batches import TensorBatches

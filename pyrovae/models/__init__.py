@@ -2,6 +2,9 @@
 
 Nothing here knows how a program is trained, evaluated, plotted or saved: that is the job of
 the recipes (:mod:`pyrovae.recipes`) and the runner.
+
+May import: :mod:`pyrovae.errors` only (and torch and Pyro); never plotting, scikit-learn,
+ArviZ or anything that trains.
 """
 
 from pyrovae.models.autoencoders import (

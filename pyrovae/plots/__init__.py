@@ -9,6 +9,9 @@ Figures are ``Figure`` objects, never pyplot state.
 - :mod:`pyrovae.plots.run`: the figures of a run folder, re-exported here.
 - :mod:`pyrovae.plots.ssvae`: the semi-supervised run's figures.
 - :mod:`pyrovae.plots.diagnostics`: the posterior diagnostics' figures.
+
+May import: the base (:mod:`pyrovae.errors`, :mod:`pyrovae.atomic`) only: figures take
+tensors and arrays, not runs.
 """
 
 from pyrovae.plots.core import save_figure

@@ -3,6 +3,9 @@
 ``RECIPES[model name]`` is the recipe of a registered model; a model without one (a user's
 own) gets the base :class:`Recipe`, whose defaults serve any pair. :func:`register` adds a
 model, its default guide and its recipe in one call.
+
+May import: :mod:`pyrovae.models`, :mod:`pyrovae.inference`, :mod:`pyrovae.data`,
+:mod:`pyrovae.plots` and the base; nothing above it (the run folder, reports, runs, CLI).
 """
 
 from pyrovae.recipes.base import Recipe, RecipeOption, Report

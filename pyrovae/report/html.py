@@ -17,26 +17,23 @@ import base64
 import csv
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 from pyrovae.atomic import atomic_write_text
 from pyrovae.errors import PyrovaeError
-from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, REPORT_NAME, TRAINING_CURVES, check_run_folder
 from pyrovae.inference.runner import best_epoch as best_of
-from pyrovae.recipes import RECIPES
 from pyrovae.recipes.lookup import recipe_class
 from pyrovae.report.keys import (
-    BEST,
     DIAGNOSTICS_KEYS,
     FIGURE_CAPTIONS,
-    RUN,
-    SETTING,
     SUMMARY_KEYS,
     Described,
+    config_keys,
+    when_phrase,
 )
 
 TEMPLATE = "report.html.j2"
@@ -83,10 +80,6 @@ def readable_title(stem: str) -> str:
     return title[0].upper() + title[1:]
 
 
-def _when(described: Described, best: str) -> str:
-    return {BEST: best, RUN: "whole run", SETTING: "setting"}.get(described.when, described.when)
-
-
 def table_rows(values: dict, descriptions: dict[str, Described], best: str) -> list[Row]:
     """Rows of ``values``; a nested dict becomes a group row followed by its own rows
     (``key.sub``), each described by ``descriptions`` where it knows the key."""
@@ -98,25 +91,13 @@ def table_rows(values: dict, descriptions: dict[str, Described], best: str) -> l
             described = descriptions.get(key, Described(""))
             nested = isinstance(value, dict) and value
             shown = "" if nested else format_value(value)
-            rows.append(Row(key, str(name), depth, shown, *described[:2], _when(described, best)))
+            when = when_phrase(described, best)
+            rows.append(Row(key, str(name), depth, shown, *described[:2], when))
             if nested:
                 add(value, key + ".", depth + 1)
 
     add(values, "", 0)
     return rows
-
-
-def _option_help() -> dict[str, Described]:
-    """``key`` -> its help text, for every TrainConfig field and every model option."""
-    # argparse help escapes % as %%
-    helps = {
-        f.name: Described(f.metadata.get("help", "").replace("%%", "%"))
-        for f in fields(TrainConfig)
-    }
-    for recipe in RECIPES.values():
-        for option in recipe.options:
-            helps.setdefault(f"options.{option.name}", Described(option.help))
-    return helps
 
 
 def _read_json(path: Path) -> dict:
@@ -252,7 +233,7 @@ def render_report(run_dir) -> str:
         "dataset": summary.get("dataset", config.get("dataset")),
         "likelihood": summary.get("likelihood", config.get("likelihood")),
     }
-    helps = _option_help()
+    helps = config_keys()
     option_helps = {k: v for k, v in helps.items() if k.startswith("options.")}
     template = resources.files("pyrovae.report").joinpath("templates", TEMPLATE).read_text()
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)

@@ -1,13 +1,19 @@
 """What every number of a run folder means, read from ``keys.toml`` beside this module.
 
-``SUMMARY_KEYS`` (``summary.json``), ``DIAGNOSTICS_KEYS`` (``diagnostics.json``) and
-``FIGURE_CAPTIONS`` (the ``*.png`` files, by stem) are the one source of these words: both
-``report.html`` and the documentation's run-folder page are built from them.
+``RUN_FILES`` (every file of a run folder), ``SUMMARY_KEYS`` (``summary.json``),
+``DIAGNOSTICS_KEYS`` (``diagnostics.json``), ``FIGURE_CAPTIONS`` (the ``*.png`` files, by
+stem) and :func:`config_keys` (``config.json``: the help of TrainConfig's fields and of every
+recipe's options) are the one source of these words: both ``report.html`` and the
+documentation's run-folder page are built from them.
 """
 
 import sys
+from dataclasses import fields
 from importlib import resources
 from typing import NamedTuple
+
+from pyrovae.folder.config import TrainConfig
+from pyrovae.recipes import RECIPES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,3 +45,23 @@ DIAGNOSTICS_KEYS: dict[str, Described] = {
     k: Described(**v) for k, v in _KEYS["diagnostics"].items()
 }
 FIGURE_CAPTIONS: dict[str, str] = dict(_KEYS["figures"])
+RUN_FILES: dict[str, str] = dict(_KEYS["files"])
+
+
+def when_phrase(described: Described, best: str = "best epoch") -> str:
+    """When a number is taken, in words (``best``: how the best epoch is named)."""
+    return {BEST: best, RUN: "whole run", SETTING: "setting"}.get(described.when, described.when)
+
+
+def config_keys() -> dict[str, Described]:
+    """``key`` -> its help text, for every TrainConfig field and every built-in recipe's
+    option (``options.<name>``)."""
+    # argparse help escapes % as %%
+    helps = {
+        f.name: Described(f.metadata.get("help", "").replace("%%", "%"))
+        for f in fields(TrainConfig)
+    }
+    for recipe in RECIPES.values():
+        for option in recipe.options:
+            helps.setdefault(f"options.{option.name}", Described(option.help))
+    return helps
