@@ -27,7 +27,7 @@ def command_for(module: str) -> list[str]:
     return line.split()
 
 
-@pytest.mark.parametrize("module", ["my_vae", "my_fns", "my_pair"])
+@pytest.mark.parametrize("module", ["my_vae"])
 def test_readme_user_pairs_train_through_the_cli(module, tmp_path, monkeypatch):
     code = block(f"# {module}.py")
     assert len(code.strip().splitlines()) <= 30
@@ -69,17 +69,9 @@ def test_ci_runs_the_readme_install_and_test_commands():
     assert run == "python scripts/train_svi.py"
     ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
     assert install in ci
-    # The quick suite exactly as the README says, then the slow tests it leaves out.
-    assert ci[-2:] == [test, "python -m pytest -q -m slow"]
-
-
-def test_readme_describes_every_summary_key_as_the_report_does():
-    """The README's table of summary.json keys is SUMMARY_KEYS, key for key and word for word
-    (report.html shows the same descriptions)."""
-    from pyrovae.report.html import SUMMARY_KEYS
-
-    section = README.split("#### summary.json", 1)[1].split("</details>", 1)[0]
-    rows = re.findall(r"^\| `([^`]+)` \| (.*?) \|", section, re.M)
-    assert [key for key, _ in rows] == list(SUMMARY_KEYS)
-    for key, text in rows:
-        assert text.replace("\\|", "|") == SUMMARY_KEYS[key].text, key
+    # The quick suite exactly as the README says, the slow tests it leaves out, then the
+    # documentation exactly as the README builds it.
+    docs = re.search(r"## Documentation\n.*?```bash\n(.*?)```", README, re.S).group(1)
+    docs_install, docs_build = docs.strip().splitlines()
+    assert ci[-4:] == [test, "python -m pytest -q -m slow", docs_install, docs_build]
+    assert docs_build == "sphinx-build -W --keep-going -b html docs docs/_build/html"

@@ -320,3 +320,72 @@ def test_every_summary_key_of_other_models_is_described(arguments, tmp_path):
     page = read_page(run.folder.path)
     for key, _ in leaves(run.summary):
         assert page.rows[key]["text"].strip(), f"{key} has no description"
+
+
+# ----------------------------------------------------------------------------- the docs' tables
+
+
+def docs_key_rows():
+    """``key_rows`` of the documentation's ``run-folder-keys`` directive (docs/_ext)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "_ext" / "run_folder_keys.py"
+    spec = importlib.util.spec_from_file_location("run_folder_keys", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.key_rows
+
+
+def test_the_run_folder_page_and_the_report_describe_each_key_in_the_same_words(digits_run):
+    import tomllib
+
+    key_rows = docs_key_rows()
+    toml = tomllib.loads(resources.files("pyrovae.report").joinpath("keys.toml").read_text())
+    docs = {kind: {row[0]: row[1:] for row in key_rows(kind)} for kind in ("summary", "config")}
+    assert list(docs["summary"]) == list(toml["summary"])  # every key, in the file's order
+    for key, entry in toml["summary"].items():
+        assert docs["summary"][key][:2] == (entry["text"], entry.get("units", "")), key
+    page = read_page(digits_run[0].folder.path)
+    summary = json.loads((digits_run[0].folder.path / "summary.json").read_text())
+    shown = [key for key, _ in leaves(summary) if key in docs["summary"]]
+    assert len(shown) >= 20
+    for key in shown:
+        text, units, when = docs["summary"][key]
+        row = page.rows[key]
+        assert (row["text"].strip(), row["units"].strip()) == (text, units), key
+        if when != "best epoch":
+            assert row["when"].strip() == when, key
+    config = json.loads((digits_run[0].folder.path / "config.json").read_text())
+    for key, _ in leaves(config):
+        if key in docs["config"]:
+            assert page.rows[f"config.{key}"]["text"].strip() == docs["config"][key][0], key
+
+
+def test_the_run_folder_page_shows_every_table_and_describes_every_file(digits_run, tmp_path):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "run-folder.md").read_text()
+    for kind in ("files", "config", "summary", "diagnostics", "figures"):
+        assert f"```{{run-folder-keys}} {kind}\n```" in page, kind
+    run_dir = tmp_path / "diagnosed"
+    shutil.copytree(digits_run[0].folder.path, run_dir)
+    pyrovae.diagnose(run_dir, iwae_samples=20, nuts_points=0, amortization_points=0, max_points=20)
+    pyrovae.linear_probe(run_dir, labels=(100,), max_iter=50)
+    described = {name for name, _ in docs_key_rows()("files")}
+    figures = {name for name, _ in docs_key_rows()("figures")}
+    for path in run_dir.iterdir():
+        name = path.name + ("/" if path.is_dir() else "")
+        assert name in described or (path.suffix == ".png" and "*.png" in described), name
+        if path.suffix == ".png":
+            assert path.name in figures, path.name
+
+
+def test_every_figure_the_package_draws_has_a_caption():
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "pyrovae"
+    names = {
+        name
+        for path in package.rglob("*.py")
+        for name in re.findall(r'"([a-z_]+)\.png"', path.read_text())
+    }
+    assert len(names) >= 15
+    assert sorted(names - set(keys.FIGURE_CAPTIONS)) == []
