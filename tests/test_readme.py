@@ -1,5 +1,5 @@
-"""The README's promises: its user-written pairs train as it says, its recipe example works,
-and CI runs its install and test commands."""
+"""The README's and the own-pair guide's promises: their user-written pairs train as they say,
+the recipe example works, and CI runs the README's install, test and docs commands."""
 
 import json
 import math
@@ -14,28 +14,34 @@ from pyrovae.cli.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
+OWN_PAIR = (ROOT / "docs" / "guide" / "own-pair.md").read_text()
 
 
-def block(first_line: str) -> str:
-    """The README's python block that starts with ``first_line``."""
-    return re.search(rf"```python\n({re.escape(first_line)}\n.*?)```", README, re.S).group(1)
+def block(first_line: str, page: str = OWN_PAIR) -> str:
+    """The python block of ``page`` that starts with ``first_line``."""
+    return re.search(rf"```python\n({re.escape(first_line)}\n.*?)```", page, re.S).group(1)
 
 
-def command_for(module: str) -> list[str]:
-    """The arguments of the README's train_svi.py command that uses ``module``."""
-    line = re.search(rf"python scripts/train_svi.py (.*{module}:.*)\n", README).group(1)
+def command_for(module: str, page: str) -> list[str]:
+    """The arguments of the page's train_svi.py command that uses ``module``."""
+    line = re.search(rf"python scripts/train_svi.py (.*{module}:.*)\n", page).group(1)
     return line.split()
 
 
-@pytest.mark.parametrize("module", ["my_vae"])
-def test_readme_user_pairs_train_through_the_cli(module, tmp_path, monkeypatch):
+def test_the_readme_pair_is_the_guide_s_first():
+    assert block("# my_vae.py", README) == block("# my_vae.py", OWN_PAIR)
+    assert command_for("my_vae", README) == command_for("my_vae", OWN_PAIR)
+
+
+@pytest.mark.parametrize("module", ["my_vae", "my_fns", "my_pair"])
+def test_user_pairs_of_the_guide_train_through_the_cli(module, tmp_path, monkeypatch):
     code = block(f"# {module}.py")
     assert len(code.strip().splitlines()) <= 30
     (tmp_path / f"{module}.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
     sys.modules.pop(module, None)
     out = tmp_path / "run"
-    argv = [*command_for(module), "--epochs", "20", "--quiet", "--out", str(out)]
+    argv = [*command_for(module, OWN_PAIR), "--epochs", "20", "--quiet", "--out", str(out)]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == argv[1]
@@ -46,7 +52,7 @@ def test_readme_user_pairs_train_through_the_cli(module, tmp_path, monkeypatch):
     assert callable(loaded.model) and callable(loaded.guide)
 
 
-def test_readme_recipe_example_adds_its_option_and_summary(tmp_path, monkeypatch):
+def test_the_guide_s_recipe_example_adds_its_option_and_summary(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(block("from pyrovae.recipes import Recipe, RecipeOption, Report"), namespace)
     pair: dict = {}

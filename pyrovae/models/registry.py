@@ -44,6 +44,8 @@ def spec_only(cls: Callable[[ModelSpec], nn.Module]) -> Callable[[ModelSpec, nn.
     return factory
 
 
+#: Registered model name (``--model``) -> a factory ``(spec) -> nn.Module`` whose
+#: ``forward`` is the model p(z) p(x|z).
 MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "vae": VAE,
     "ssvae": SSVAE,
@@ -56,6 +58,8 @@ MODELS: dict[str, Callable[[ModelSpec], nn.Module]] = {
     "linear-ae": LinearAE,
     "gumbel-vae": GumbelVAE,
 }
+#: Registered guide name (``--guide``) -> a factory ``(spec, model) -> nn.Module`` whose
+#: ``forward`` is the guide q(z|x).
 GUIDES: dict[str, Callable[[ModelSpec, nn.Module], nn.Module]] = {
     "mlp-normal": spec_only(MLPNormalGuide),
     "linear-normal": spec_only(LinearNormalGuide),

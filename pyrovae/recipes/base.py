@@ -100,7 +100,7 @@ class Recipe:
       the ELBO the runner evaluates (a relaxation): the training rows' ELBO is then
       evaluated apart every epoch.
     - ``own_figures``: file names of the run's usual figures
-      (:func:`~pyrovae.figures.run_figures`) that the recipe's :meth:`report` draws itself,
+      (:func:`~pyrovae.recipes.figures.run_figures`) that the recipe's :meth:`report` draws itself,
       e.g. with what the model needs beyond its traces.
     - ``select_by``: metric keys (``val_elbo`` or keys of :meth:`epoch_metrics`) whose
       values, compared in order, higher is better, choose the epoch whose parameters the run

@@ -3,7 +3,7 @@
 ``--labels N`` keeps the labels of N training rows, N/K per class, drawn with the run's seed
 after the validation split; the other training rows are unlabelled. Each unlabelled batch
 ``(x,)`` (``(x, None, weight)`` when its rows are revisited) is followed by a labelled batch
-``(x, y, weight)`` (see :class:`~pyrovae.labels.SemiSupervisedBatches`). The kept epoch is
+``(x, y, weight)`` (see :class:`~pyrovae.data.labels.SemiSupervisedBatches`). The kept epoch is
 the one with the best validation accuracy (``select_by``). After every epoch the validation and test
 accuracy of q(y|x) join the metrics; the report adds the accuracy of the same classifier
 network trained on the N labelled rows alone (the baseline) and its figures:
