@@ -44,3 +44,6 @@ autodoc_default_options = {"members": True, "show-inheritance": False}
 html_theme = "furo"
 html_title = "pyrovae"
 html_static_path = ["_static"]
+
+# "--resume" stays two hyphens in the generated tables and everywhere else.
+smartquotes = False
