@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
         )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import and run the package.module:attr code that the folder's config.json names "
+        "(its model, guide, pair or recipe); only for folders you trust",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -33,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
-        out = diagnose(args.run_dir, device=args.device, progress=not args.quiet, **options)
+        out = diagnose(
+            args.run_dir,
+            device=args.device,
+            trust_code=args.trust_code,
+            progress=not args.quiet,
+            **options,
+        )
     except PyrovaeError as exc:
         return fail(exc)
     except KeyboardInterrupt:

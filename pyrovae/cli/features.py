@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=int, default=f.default, **extra)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import and run the package.module:attr code that the folder's config.json names "
+        "(its model, guide, pair or recipe); only for folders you trust",
+    )
     return parser
 
 
@@ -38,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(ProbeOptions)}
-        out = linear_probe(args.run_dir, device=args.device, **options)
+        out = linear_probe(args.run_dir, device=args.device, trust_code=args.trust_code, **options)
     except PyrovaeError as exc:
         return fail(exc)
     except KeyboardInterrupt:

@@ -88,12 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run from its folder (its config.json is used; "
         f"only {', '.join('--' + o.replace('_', '-') for o in sorted(RESUMABLE))} may be changed)",
     )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="with --resume or --features: import and run the package.module:attr code that "
+        "the folder's config.json names (its model, guide, pair or recipe); only for folders "
+        "you trust",
+    )
     return parser
 
 
 def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
     """``(TrainConfig keyword arguments, --resume folder)`` from the command line; model
-    options are gathered into ``options``."""
+    options are gathered into ``options``; ``trust_code`` is a keyword of :func:`train`."""
     args = vars(build_parser().parse_args(argv))
     resume = args.pop("resume", None)
     options = {k.split(":", 1)[1]: args.pop(k) for k in list(args) if k.startswith("option:")}
@@ -117,15 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = resume
     try:
         if resume is not None:
-            fixed = sorted(set(args) - RESUMABLE)
+            fixed = sorted(set(args) - RESUMABLE - {"trust_code"})
             if fixed:
                 flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
                 raise PyrovaeError(f"--resume keeps the run's own settings; drop {flags}")
             run = train(resume=resume, **args)
         else:
+            trust_code = args.pop("trust_code", False)
             config = TrainConfig(**args)
             run_dir = config.out = str(config.out or default_out(config))
-            run = train(config)
+            run = train(config, trust_code=trust_code)
     except PyrovaeError as exc:
         return fail(exc)
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ import xarray as xr
 
 from pyrovae.atomic import FILE_MODE, atomic_write_text
 from pyrovae.errors import PyrovaeError
-from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, json_ready
+from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, check_writable, json_ready
 from pyrovae.inference.diagnostics.amortization import amortization_gap
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
 from pyrovae.inference.diagnostics.importance import importance_weights
@@ -49,7 +49,7 @@ from pyrovae.inference.diagnostics.structure import (
 from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
 from pyrovae.plots import diagnostics as figures
-from pyrovae.report.html import write_report
+from pyrovae.report.html import check_sources, write_report
 from pyrovae.runs.load import as_run
 
 DEFAULT_KS = (1, 10, 100, 1000, 5000)
@@ -111,7 +111,13 @@ class DiagnosisOptions:
 
 
 def diagnose(
-    run, *, device: str = "cpu", write: bool = True, progress: bool = False, **options
+    run,
+    *,
+    device: str = "cpu",
+    write: bool = True,
+    progress: bool = False,
+    trust_code: bool = False,
+    **options,
 ) -> dict:
     """Posterior diagnostics of a trained run on its test rows; the numbers as a dict.
 
@@ -119,6 +125,7 @@ def diagnose(
     :param options: fields of :class:`DiagnosisOptions` (``iwae_samples=1000``, ...).
     :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
         folder.
+    :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
 
     On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
     :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
@@ -128,7 +135,10 @@ def diagnose(
     if unknown:
         raise PyrovaeError(f"diagnose has no option {unknown[0]!r}")
     settings = DiagnosisOptions(**options)
-    run = as_run(run, device)
+    run = as_run(run, device, trust_code)
+    if write:
+        check_sources(run.folder.path)
+        check_writable(run.folder.path, "diagnostics.json")
     retain_freed_memory()
     with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
         return _diagnose(run, settings, write=write, progress=progress)
