@@ -6,7 +6,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.cli.common import (
+    OneLineErrorParser,
+    fail,
+    interrupted_status,
+    terminate_as_interrupt,
+    write_failure,
+)
 from pyrovae.errors import PyrovaeError
 from pyrovae.runs.diagnose import DiagnosisOptions, diagnose, one_line_summary
 
@@ -39,18 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
-        out = diagnose(
-            args.run_dir,
-            device=args.device,
-            trust_code=args.trust_code,
-            progress=not args.quiet,
-            **options,
-        )
+        with terminate_as_interrupt():
+            out = diagnose(
+                args.run_dir,
+                device=args.device,
+                trust_code=args.trust_code,
+                progress=not args.quiet,
+                **options,
+            )
     except PyrovaeError as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: no diagnostics written", file=sys.stderr)
-        return 130
+        return interrupted_status(exc)
+    except OSError as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        return fail(PyrovaeError(f"{reason}; files written before are whole"))
     if out.get("collapse_warning"):
         print(f"warning: {out['collapse_warning']}", file=sys.stderr)
     print(f"{one_line_summary(out)}; written to {Path(args.run_dir) / 'diagnostics.json'}")

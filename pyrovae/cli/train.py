@@ -8,9 +8,16 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.cli.common import (
+    OneLineErrorParser,
+    fail,
+    interrupted_status,
+    terminate_as_interrupt,
+    write_failure,
+)
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
+from pyrovae.inference.checkpoint import load_checkpoint
 from pyrovae.inference.settings import TrainSettings
 from pyrovae.models import GUIDES, MODELS
 from pyrovae.recipes import GUIDE_OPTIONS, RECIPES
@@ -109,11 +116,35 @@ def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
     return args, resume
 
 
-def interrupted_message(run_dir) -> str:
-    """What Ctrl-C left: a checkpoint to resume from, a started folder, or nothing."""
+def saved_epoch(folder: Path) -> int | None:
+    """The epoch of the folder's checkpoint, or None when it cannot be read."""
+    try:
+        return int(load_checkpoint(folder / "checkpoint.pt", require_all=False)["epoch"])
+    except (PyrovaeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _what_is_kept(run_dir) -> str:
+    """What a run stopped by a failed write keeps, and how to go on."""
     folder = Path(run_dir) if run_dir else None
     if folder is not None and (folder / "checkpoint.pt").is_file():
-        return f"interrupted: the last completed epoch is saved; continue with --resume {folder}"
+        epoch = saved_epoch(folder)
+        saved = f"epoch {epoch}" if epoch else "the last completed epoch"
+        return (
+            f"every file written before is whole and {saved} is saved: free space, then "
+            f"continue with --resume {folder}"
+        )
+    return "nothing of the run was saved: free space (or choose another --out) and run again"
+
+
+def interrupted_message(run_dir) -> str:
+    """What Ctrl-C or SIGTERM left: a checkpoint to resume from, a started folder, or
+    nothing."""
+    folder = Path(run_dir) if run_dir else None
+    if folder is not None and (folder / "checkpoint.pt").is_file():
+        epoch = saved_epoch(folder)
+        saved = f"epoch {epoch} is saved" if epoch else "the last completed epoch is saved"
+        return f"interrupted: {saved}; continue with --resume {folder}"
     if folder is not None and (folder / "config.json").is_file():
         return f"interrupted before an epoch completed; --resume {folder} starts the run again"
     return "interrupted before the run folder was written: nothing to resume"
@@ -121,6 +152,16 @@ def interrupted_message(run_dir) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, resume = parse(argv)
+    run_dir = resume
+    try:
+        with terminate_as_interrupt():
+            return _main(args, resume)
+    except KeyboardInterrupt as exc:  # a second signal while the first one unwinds
+        print(interrupted_message(run_dir), file=sys.stderr)
+        return interrupted_status(exc)
+
+
+def _main(args: dict, resume) -> int:
     run_dir = resume
     try:
         if resume is not None:
@@ -136,9 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             run = train(config, trust_code=trust_code)
     except PyrovaeError as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(interrupted_message(run_dir), file=sys.stderr)
-        return 130
+        return interrupted_status(exc)
+    except OSError as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        return fail(PyrovaeError(f"{reason}; {_what_is_kept(run_dir)}"))
     s = run.summary
     if not run.is_main:
         return 0

@@ -226,6 +226,24 @@ class RunFolder:
         for path in (self.config_path, self.checkpoint, self.metrics, self.summary):
             own_file(path)
 
+    def holder(self) -> str | None:
+        """Who holds the folder's lock (a process training in it), or None when nobody."""
+        if fcntl is None or not self.lock_path.is_file() or self.lock_path.is_symlink():
+            return None
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def write_config(self, config) -> None:
         atomic_write_text(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
 

@@ -165,7 +165,7 @@ def _kl_weight_sentence(metrics: list[dict]) -> str:
     )
 
 
-def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None:
+def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str, summary: dict) -> dict | None:
     path = run_dir / "diagnostics.json"
     if not (path.is_symlink() or path.exists()):
         return None
@@ -179,7 +179,7 @@ def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None
     return {
         "rows": table_rows(shown, DIAGNOSTICS_KEYS, best),
         "units": diagnostics.get("units", ""),
-        "notes": list(diagnostics.get("notes") or []),
+        "notes": [*_epoch_mismatch(diagnostics, summary), *(diagnostics.get("notes") or [])],
         "warning": diagnostics.get("collapse_warning"),
         "by_k": [
             (k, format_value(v.get("estimate")), format_value(v.get("standard_error")))
@@ -187,6 +187,18 @@ def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None
         ],
         "figures": figures,
     }
+
+
+def _epoch_mismatch(diagnostics: dict, summary: dict) -> list[str]:
+    """A note when the diagnostics describe the parameters of another epoch than the
+    summary's (a folder diagnosed while it trained, then trained on)."""
+    epoch, kept = diagnostics.get("epoch"), summary.get("best_epoch")
+    if epoch is None or kept is None or epoch == kept:
+        return []
+    return [
+        f"these diagnostics describe the parameters of epoch {epoch}, not those of epoch "
+        f"{kept} that the summary describes; run pyrovae-diagnose again for epoch {kept}"
+    ]
 
 
 def _modified(path: Path) -> str:
@@ -242,7 +254,7 @@ def render_report(run_dir) -> str:
         best = f"last epoch ({summary.get('epochs', len(metrics))})"
     pngs = {p.name: own_png(p) for p in sorted(run_dir.glob("*.png"))}
     curves = pngs.pop(TRAINING_CURVES, None)
-    diagnostics = _diagnostics(run_dir, pngs, best)
+    diagnostics = _diagnostics(run_dir, pngs, best, summary)
     order = [name for name in summary.get("figures", []) if name in pngs]
     order += [name for name in pngs if name not in order]
     best_row = next((r for r in metrics if r.get("epoch") == best_epoch), None)

@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,14 @@ def _timed(seconds: dict, name: str):
     return block()
 
 
+def _checkpoint_stamp(run) -> str | None:
+    """``checkpoint.pt``'s modification time (ISO 8601) when the run came from its folder."""
+    path = run.folder.checkpoint
+    if not path.is_file():
+        return None
+    return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+
+
 def _spread_rows(khat: np.ndarray | None, count: int, n: int, generator: np.random.Generator):
     """``count`` row indices: spread over the k-hat ranking (best to worst) when k-hats are
     known, so the worst-fitting row is among them; else drawn at random."""
@@ -98,6 +107,11 @@ class DiagnosisOptions:
             if getattr(self, name) < 0:
                 flag = "--" + name.replace("_", "-")
                 raise PyrovaeError(f"{flag} must be 0 (skip) or more, got {getattr(self, name)}")
+        if self.iwae_samples == 1:
+            raise PyrovaeError(
+                "--iwae-samples 1 is the ELBO itself and gives no Pareto k-hat (PSIS needs many "
+                "weights per row); give 2 or more (1000 by default), or 0 to skip"
+            )
         if self.nuts_points and self.nuts_chains < 2:
             raise PyrovaeError(
                 f"--nuts-chains must be at least 2 (for R-hat), got {self.nuts_chains}"
@@ -165,6 +179,8 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
         "guide": run.summary.get("guide", run.config.guide),
         "dataset": run.data.dataset.name,
         "rows": "test",
+        "epoch": run.epoch,
+        "checkpoint": _checkpoint_stamp(run),
         "num_points": int(x.shape[0]),
         "units": UNITS,
         "seed": opts.seed,

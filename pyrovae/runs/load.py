@@ -40,6 +40,7 @@ class Run:
     recipe: Recipe
     spec: ModelSpec
     is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
+    epoch: int | None = None  # the epoch whose parameters the programs hold
 
 
 def as_run(run, device: str = "cpu", trust_code: bool = False) -> Run:
@@ -171,6 +172,12 @@ def load_run(path: str | Path, device: str = "cpu", *, trust_code: bool = False,
         raise PyrovaeError(f"load_run takes {', '.join(PROGRAM_KEYS)} as programs, got {unknown}")
     folder = RunFolder(check_run_folder(path))
     folder.check_own_files()
+    holder = folder.holder()
+    if holder is not None:
+        raise PyrovaeError(
+            f"{folder.path} is being trained by {holder}; open it when training has ended "
+            "(its checkpoint changes every epoch), or open a copy (cp -r) of it now"
+        )
     config = replace(folder.read_config(), device=device)
     check_trusted(folder.path, config, programs, trust_code)
     built = build_from_config(config, programs, trust_code=trust_code)
@@ -178,7 +185,8 @@ def load_run(path: str | Path, device: str = "cpu", *, trust_code: bool = False,
     # One trace creates the pyro.param sites (with their constraints) that are restored.
     with torch.no_grad():
         check_pair(built.model, built.guide, built.data.x_test[:2].to(built.device))
-    restore(built.model, built.guide, state["best"] if state["best"]["epoch"] else state)
+    kept = state["best"] if state["best"]["epoch"] else state
+    restore(built.model, built.guide, kept)
     return Run(
         built.config,
         built.model,
@@ -189,4 +197,5 @@ def load_run(path: str | Path, device: str = "cpu", *, trust_code: bool = False,
         folder,
         built.recipe,
         built.spec,
+        epoch=kept["epoch"],
     )

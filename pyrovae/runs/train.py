@@ -175,7 +175,10 @@ def _train(
                 board.add_figures(report.figures, step=trainer.epoch)
                 board.close()
             write_report(folder.path)
-    return Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
+    kept = trainer.best["epoch"] or trainer.epoch
+    run = Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
+    run.epoch = kept
+    return run
 
 
 def _continue(trainer: Trainer, folder: RunFolder, config: TrainConfig, epochs_given: bool):
