@@ -176,19 +176,20 @@ MIN_TEST_ROWS = 2
 """Test rows a run needs: evaluation, figures and diagnostics compare at least two."""
 
 
-def _check_labels(dataset: Dataset) -> None:
-    """Labels are class indices 0..K-1 with K no larger than the rows that carry them: a
-    label of 10**12 would make a classifier of 10**12 outputs."""
-    labelled = [(k, y) for k, y in (("y_train", dataset.y_train), ("y_test", dataset.y_test))]
+def check_labels(name: str, y_train, y_test, declared: int | None = None) -> None:
+    """Labels are class indices 0..K-1 with K no larger than the rows that carry them (or the
+    data set's ``declared`` classes, MNIST's 10): a label of 10**12 would make a classifier of
+    10**12 outputs."""
+    labelled = [(k, y) for k, y in (("y_train", y_train), ("y_test", y_test))]
     labelled = [(k, y) for k, y in labelled if y is not None and y.numel()]
     if not labelled:
         return
     rows = sum(int(y.numel()) for _, y in labelled)
     key, y = max(labelled, key=lambda item: int(item[1].max()))
     classes = int(y.max()) + 1
-    if classes > rows:
+    if classes > max(rows, declared or 0):
         raise PyrovaeError(
-            f"{dataset.name} {key} holds the label {int(y.max())}, i.e. {classes} classes for "
+            f"{name} {key} holds the label {int(y.max())}, i.e. {classes} classes for "
             f"{rows} labelled rows; labels must be class indices 0..K-1 (re-encode them, e.g. "
             "with numpy.unique(y, return_inverse=True))"
         )
@@ -204,5 +205,5 @@ def checked(dataset: Dataset) -> Dataset:
             f"{dataset.name} has {dataset.x_test.shape[0]} test row(s); a run evaluates and "
             f"draws its figures on at least {MIN_TEST_ROWS}: give x_test more rows"
         )
-    _check_labels(dataset)
+    check_labels(dataset.name, dataset.y_train, dataset.y_test, dataset.num_classes)
     return dataset
