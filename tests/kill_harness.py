@@ -152,6 +152,7 @@ def launch(
     else:
         argv = [*args, "--out", str(run_dir)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILL_HARNESS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if pause is not None:
         env.update(KILL_HARNESS_PAUSE=pause, KILL_HARNESS_MARKER=str(marker))
         Path(marker).unlink(missing_ok=True)

@@ -73,7 +73,7 @@ def test_a_reloaded_factory_pair_reevaluates_to_its_summary(tmp_path):
         dataset="spiral", epochs=30, patience=2, lr=5e-2, quiet=True, out=str(tmp_path / "r"),
         **pair_options(),
     )  # fmt: skip
-    loaded = pyrovae.load_run(tmp_path / "r")
+    loaded = pyrovae.load_run(tmp_path / "r", trust_code=True)
     x = loaded.data.x_test
     with torch.no_grad():
         elbo = -Trace_ELBO().loss(loaded.model, loaded.guide, x) / x.shape[0]

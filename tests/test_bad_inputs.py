@@ -7,7 +7,11 @@ import hashlib
 import json
 import os
 import shutil
+import struct
+import subprocess
 import textwrap
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +111,18 @@ def setup_files(root: Path, finished: Path, stopped: Path) -> dict[str, str]:
     npz("negative_labels", x_train=unit(), x_test=unit(), y_train=-np.ones(40))
     npz("outside_unit", x_train=unit() * 3 - 1, x_test=unit())
     npz("empty", x_train=np.zeros((0, 6), np.float32), x_test=unit())
+    npz("huge_labels", x_train=unit(), x_test=unit(), y_train=np.full(40, 10**12))
+    npz("sparse_labels", x_train=unit(), x_test=unit(), y_train=np.arange(40) * 1000)
+    npz("fractional_labels", x_train=unit(), x_test=unit(), y_train=np.linspace(0, 3, 40))
+    npz("one_test_row", x_train=unit(), x_test=unit(n=1))
+    for name, count in (("idx_empty", 0), ("idx_impossible", 10**9)):
+        folder = root / name
+        folder.mkdir()
+        for stem in ("train", "t10k"):
+            images = struct.pack(">IIII", 0x803, count, 28, 28)
+            (folder / f"{stem}-images-idx3-ubyte").write_bytes(images)
+            (folder / f"{stem}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, count))
+        paths[name] = str(folder)
     (root / "corrupt.npz").write_bytes(b"PK\x03\x04 not a zip archive" * 10)
     paths["corrupt"] = str(root / "corrupt.npz")
     np.save(root / "single.npy", unit())
@@ -140,6 +156,17 @@ def setup_files(root: Path, finished: Path, stopped: Path) -> dict[str, str]:
     del state["optimizer"], state["rng"]
     torch.save(state, partial)
     run_copy("locked", finished)
+
+    def edited_config(name, **changes):
+        config = run_copy(name, finished) / "config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), **changes}))
+
+    edited_config("config_string_epochs", epochs="10")
+    edited_config("config_null_lr", lr=None)
+    edited_config("config_list_options", options=[1])
+    edited_config("config_other_width", latent_dim=5)
+    edited_config("config_other_model", model="fa")
+    run_copy("config_list", finished).joinpath("config.json").write_text("[]\n")
     paths["empty_folder"] = str(root / "empty_folder")
     (root / "empty_folder").mkdir()
 
@@ -199,6 +226,20 @@ CASES = {
     "npz_label_count": (["--dataset", "{labels}"], ["y_train", "one label per row"]),
     "npz_negative_labels": (["--dataset", "{negative_labels}"], ["non-negative integer"]),
     "npz_empty_rows": (["--dataset", "{empty}"], ["no data"]),
+    "npz_huge_labels": (["--dataset", "{huge_labels}"], ["label 1000000000000", "0..K-1"]),
+    "npz_far_more_classes_than_rows": (["--dataset", "{sparse_labels}"], ["39001 classes"]),
+    "npz_fractional_labels": (["--dataset", "{fractional_labels}"], ["integer class labels"]),
+    "npz_one_test_row": (["--dataset", "{one_test_row}"], ["1 test row", "at least 2"]),
+    "idx_no_images": (
+        ["--dataset", "fashion-mnist", "--data-root", "{idx_empty}"],
+        ["hold no x_train", "images"],
+    ),
+    "idx_impossible_header": (
+        ["--dataset", "fashion-mnist", "--data-root", "{idx_impossible}"],
+        ["truncated or corrupt"],
+    ),
+    "hidden_too_large_for_memory": (["--hidden", "100000000"], ["do not fit in memory", "GB"]),
+    "out_empty": (["--out", ""], ["--out is empty"]),
     "npz_outside_bernoulli": (
         ["--dataset", "{outside_unit}", "--likelihood", "bernoulli"],
         ["[0, 1]", "Bernoulli"],
@@ -219,6 +260,21 @@ CASES = {
     "resume_without_config": (["--resume", "{no_config}"], ["no config.json"]),
     "resume_bad_config": (["--resume", "{bad_config}"], ["not valid JSON"]),
     "resume_unknown_config_keys": (["--resume", "{unknown_keys}"], ["unknown config keys"]),
+    "resume_config_string_number": (
+        ["--resume", "{config_string_epochs}"],
+        ["epochs must be a whole number", '"10"'],
+    ),
+    "resume_config_null": (["--resume", "{config_null_lr}"], ["lr must be a number", "null"]),
+    "resume_config_list_options": (["--resume", "{config_list_options}"], ["options must be"]),
+    "resume_config_is_a_list": (["--resume", "{config_list}"], ["holds a JSON list"]),
+    "resume_checkpoint_of_another_width": (
+        ["--resume", "{config_other_width}"],
+        ["does not match config.json", "(16, 2)", "(16, 5)"],
+    ),
+    "resume_checkpoint_of_another_model": (
+        ["--resume", "{config_other_model}"],
+        ["does not match config.json", "lacks model parameter"],
+    ),
     "resume_corrupt_checkpoint": (["--resume", "{corrupt_checkpoint}"], ["corrupt"]),
     "resume_partial_checkpoint": (["--resume", "{partial_checkpoint}"], ["lacks", "optimizer"]),
     "resume_fewer_epochs": (["--resume", "{run}", "--epochs", "1"], ["fewer than the 2 epochs"]),
@@ -291,3 +347,123 @@ def test_bad_input_is_one_error_line_and_loses_nothing(
 
 def test_the_table_has_at_least_forty_cases():
     assert len(CASES) >= 40
+
+
+# ----------------------------------------------------------------------------- opening a folder
+
+# name -> (command, argv with {placeholders}, words of the error line)
+FOLDER_CASES = {
+    "diagnose_iwae_samples_one": (
+        "diagnose",
+        ["{run}", "--iwae-samples", "1"],
+        ["--iwae-samples 1"],
+    ),
+    "diagnose_checkpoint_of_another_width": (
+        "diagnose",
+        ["{config_other_width}"],
+        ["does not match config.json", "(16, 5)"],
+    ),
+    "diagnose_config_string_number": (
+        "diagnose",
+        ["{config_string_epochs}"],
+        ["epochs must be a whole number"],
+    ),
+    "diagnose_config_is_a_list": ("diagnose", ["{config_list}"], ["holds a JSON list"]),
+    "diagnose_while_training": ("diagnose", ["{locked}"], ["is being trained by", "cp -r"]),
+    "diagnose_missing_folder": ("diagnose", ["{new}"], ["no run folder"]),
+    "features_while_training": ("features", ["{locked}"], ["is being trained by"]),
+    "features_checkpoint_of_another_model": (
+        "features",
+        ["{config_other_model}"],
+        ["does not match config.json"],
+    ),
+    "features_config_null": ("features", ["{config_null_lr}"], ["lr must be a number"]),
+    "report_config_is_a_list": ("report", ["{config_list}"], ["does not hold a JSON object"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLDER_CASES))
+def test_opening_a_bad_folder_is_one_error_line_and_loses_nothing(
+    case, tmp_path, finished_run, stopped_run, capsys, monkeypatch
+):
+    from pyrovae.cli import diagnose, features, report
+
+    monkeypatch.chdir(tmp_path)
+    paths = setup_files(tmp_path, finished_run, stopped_run)
+    command, argv, words = FOLDER_CASES[case]
+    main_of = {"diagnose": diagnose.main, "features": features.main, "report": report.main}
+    argv = [a.format(**paths) for a in argv]
+    if command == "diagnose":
+        argv += ["--quiet", "--nuts-points", "0"]
+    before = files(tmp_path)
+    lock = None
+    if "while_training" in case:
+        lock = os.open(Path(paths["locked"]) / ".lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.write(lock, b"process 4242 on somehost since 2026-11-22 10:00:00")
+    try:
+        code = main_of[command](argv)
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        if lock is not None:
+            os.close(lock)
+    err = capsys.readouterr().err
+    assert_one_error_line(code, err, *words)
+    assert files(tmp_path) == before
+
+
+def test_the_tables_hold_every_failure_tried():
+    """Every bad input tried ends in one line: the two tables above, and the tests below."""
+    assert len(CASES) + len(FOLDER_CASES) >= 100
+
+
+# ----------------------------------------------------------------------------- the disk itself
+
+
+@contextmanager
+def mounted(target: Path, *options: str):
+    """``mount`` (tmpfs or a read-only bind) for the block; skips the test where this
+    process cannot mount (not root, or no mount namespace of its own)."""
+    target.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", *options, str(target)], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount here ({result.stderr.strip() or 'mount failed'})")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_saved_epoch(tmp_path, capsys):
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=120k", "tmpfs") as disk:
+        run = disk / "run"
+        code, _, err = run_cli([*TINY, "--out", run], capsys)
+        line = assert_one_error_line(code, err, "no space is left on the device", "--resume")
+        assert "is saved" in line
+        assert not list(run.glob("*.tmp"))  # no half-written file left behind
+        saved = torch.load(run / "checkpoint.pt", weights_only=True)  # whole
+        copy = tmp_path / "copy"
+        shutil.copytree(run, copy)
+    assert f"epoch {saved['epoch']} is saved" in line
+    code, _, err = run_cli(["--resume", copy], capsys)  # free space: it finishes
+    assert code == 0, err
+    assert json.loads((copy / "summary.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("command", ["diagnose", "features"])
+def test_a_read_only_folder_is_refused_before_computing(command, tmp_path, finished_run, capsys):
+    from pyrovae.cli import diagnose, features
+
+    source = tmp_path / "source"
+    shutil.copytree(finished_run, source)
+    before = files(source)
+    with mounted(tmp_path / "ro", "--bind", "-o", "ro", str(source)) as run:
+        main = {"diagnose": diagnose.main, "features": features.main}[command]
+        start = time.perf_counter()
+        code = main([str(run), "--quiet"] if command == "diagnose" else [str(run)])
+        seconds = time.perf_counter() - start
+        err = capsys.readouterr().err
+    assert_one_error_line(code, err, "cannot write into", "Read-only file system", "cp -r")
+    assert seconds < 30  # refused up front, not after minutes of diagnosis
+    assert files(source) == before

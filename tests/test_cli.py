@@ -414,7 +414,7 @@ def test_divergence_keeps_last_good_checkpoint(user_path, capsys, monkeypatch):
     assert code == 0, err
 
     monkeypatch.setenv("BOOM", "1")  # from now on the model's log density is -inf
-    code, _, err = run_cli(["--resume", run, "--epochs", "4", "--quiet"], capsys)
+    code, _, err = run_cli(["--resume", run, "--epochs", "4", "--quiet", "--trust-code"], capsys)
     line = assert_one_error_line(code, err, "diverged", "epoch 3")
     assert "epoch 2" in line and "checkpoint" in line, line
 

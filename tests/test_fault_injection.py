@@ -11,7 +11,9 @@ ELBOs, summary.json, every tensor of the checkpoint, the figures.
 """
 
 import csv
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +170,32 @@ def test_a_figure_whose_write_dies_leaves_the_old_file_whole(tmp_path):
         save_figure(figure, path)
     assert path.read_bytes() == old
     assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+
+
+def test_sigterm_is_an_interruption_that_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGTERM (``timeout``, ``docker stop``, a scheduler's preemption) on a real training
+    process: one line naming the saved epoch, exit 143, no temporary file; the resumed run
+    equals an uninterrupted one."""
+    reference, run, log, marker = (tmp_path / n for n in ("reference", "run", "log", "marker"))
+    args = ["--hidden", "16", "--latent-dim", "2", "--epochs", "6", "--quiet"]
+    subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *args, "--out", str(reference)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(TRAIN_SCRIPT.parents[1])},
+    )
+    proc = launch(args, run, log, pause="checkpoint.pt:3:after", marker=marker)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), log.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    lines = [line for line in log.read_text().splitlines()[1:] if line.strip()]
+    assert lines == [f"interrupted: epoch 3 is saved; continue with --resume {run}"], lines
+    assert temporary_files(run) == set()
+    assert checkpoint_epoch(run) == 3
+    resumed = launch(args, run, log)
+    assert resumed.wait(timeout=600) == 0, log.read_text()
+    assert differences(reference, run) == []

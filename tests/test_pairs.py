@@ -142,13 +142,13 @@ def test_pyro_example_pair_trains_resumes_and_reloads(user_dir, capsys):
     code, _, err = run_cli(["--pair", f"{module}:VAE", *TINY, "--num-particles", "32",
                             "--out", run], capsys)  # fmt: skip
     assert code == 0, err
-    code, _, err = run_cli(["--resume", run, "--epochs", "5", "--quiet"], capsys)
+    code, _, err = run_cli(["--resume", run, "--epochs", "5", "--quiet", "--trust-code"], capsys)
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["model"] == f"{module}:VAE" and summary["epochs"] == 5
     assert summary["likelihood"] == "Bernoulli"
     sys.modules.pop(module)  # as a new process would: the class is imported afresh
-    loaded = pyrovae.load_run(run)
+    loaded = pyrovae.load_run(run, trust_code=True)
     assert loaded.model.__self__ is loaded.guide.__self__  # the bound methods of one VAE
     assert loaded.model.__name__ == "model" and loaded.guide.__name__ == "guide"
     # A 32-particle estimate in the run, 400 particles here: within Monte Carlo error.
@@ -162,14 +162,14 @@ def test_plain_function_pair_trains_resumes_and_reloads_exactly(user_dir, capsys
     argv = ["--model", f"{module}:model", "--guide", f"{module}:guide", "--lr", "3e-2"]
     code, _, err = run_cli([*argv, *TINY, "--patience", "2", "--out", run], capsys)
     assert code == 0, err
-    code, _, err = run_cli(["--resume", run, "--epochs", "12", "--quiet"], capsys)
+    code, _, err = run_cli(["--resume", run, "--epochs", "12", "--quiet", "--trust-code"], capsys)
     assert code == 0, err
     summary = json.loads((run / "summary.json").read_text())
     checkpoint = load_checkpoint(run / "checkpoint.pt")
     best = checkpoint["best"]
     assert summary["best_epoch"] == best["epoch"] and "gain" in best["param_store"]
     sys.modules.pop(module)  # fresh networks with new random weights on import
-    loaded = pyrovae.load_run(run)
+    loaded = pyrovae.load_run(run, trust_code=True)
     store = dict(pyro.get_param_store().named_parameters())
     for name, value in best["param_store"].items():  # every pyro.param site at the best epoch
         assert torch.equal(store[name], value), name
@@ -232,7 +232,7 @@ def test_python_objects_train_and_reload(programs, tmp_path):
     config = json.loads((out / "config.json").read_text())
     model = programs["model"]
     assert config["model"] == f"{model.__module__}:{model.__qualname__}"
-    loaded = pyrovae.load_run(out)  # by the names in config.json
+    loaded = pyrovae.load_run(out, trust_code=True)  # by the names in config.json
     assert reevaluate(loaded) == pytest.approx(run.summary["test_elbo"], abs=1e-3)
 
 

@@ -48,7 +48,7 @@ def test_user_pairs_of_the_guide_train_through_the_cli(module, tmp_path, monkeyp
     # Better than 64 fair coins (64 log 2 = 44.4 nats): the pair has learned something.
     assert summary["test_elbo"] > -64 * math.log(2)
     sys.modules.pop(module, None)
-    loaded = pyrovae.load_run(out)  # and it comes back from its folder
+    loaded = pyrovae.load_run(out, trust_code=True)  # and it comes back from its folder
     assert callable(loaded.model) and callable(loaded.guide)
 
 

@@ -389,3 +389,20 @@ def test_every_figure_the_package_draws_has_a_caption():
     }
     assert len(names) >= 15
     assert sorted(names - set(keys.FIGURE_CAPTIONS)) == []
+
+
+def test_diagnostics_of_another_epoch_than_the_summary_s_are_said_to_be(digits_run, tmp_path):
+    run_dir = tmp_path / "diagnosed"
+    shutil.copytree(digits_run[0].folder.path, run_dir)
+    out = pyrovae.diagnose(run_dir, iwae_samples=10, nuts_points=0, amortization_points=0)
+    best = json.loads((run_dir / "summary.json").read_text())["best_epoch"]
+    assert out["epoch"] == best and out["checkpoint"]
+    page = read_page(run_dir)
+    assert page.rows["diagnostics.epoch"]["value"] == str(best)
+    assert "not those of epoch" not in page.by_id["diagnostics"]
+    diagnostics = json.loads((run_dir / "diagnostics.json").read_text())
+    diagnostics["epoch"] = best - 1  # diagnosed while it trained, then trained on
+    (run_dir / "diagnostics.json").write_text(json.dumps(diagnostics))
+    report.write_report(run_dir)
+    note = read_page(run_dir).by_id["diagnostics"]
+    assert f"epoch {best - 1}, not those of epoch {best} that the summary describes" in note

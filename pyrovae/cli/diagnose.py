@@ -6,7 +6,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.cli.common import (
+    OneLineErrorParser,
+    fail,
+    interrupted_status,
+    terminate_as_interrupt,
+    write_failure,
+)
 from pyrovae.errors import PyrovaeError
 from pyrovae.runs.diagnose import DiagnosisOptions, diagnose, one_line_summary
 
@@ -25,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
         )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import and run the package.module:attr code that the folder's config.json names "
+        "(its model, guide, pair or recipe); only for folders you trust",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -33,12 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
-        out = diagnose(args.run_dir, device=args.device, progress=not args.quiet, **options)
+        with terminate_as_interrupt():
+            out = diagnose(
+                args.run_dir,
+                device=args.device,
+                trust_code=args.trust_code,
+                progress=not args.quiet,
+                **options,
+            )
     except PyrovaeError as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: no diagnostics written", file=sys.stderr)
-        return 130
+        return interrupted_status(exc)
+    except OSError as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        return fail(PyrovaeError(f"{reason}; files written before are whole"))
     if out.get("collapse_warning"):
         print(f"warning: {out['collapse_warning']}", file=sys.stderr)
     print(f"{one_line_summary(out)}; written to {Path(args.run_dir) / 'diagnostics.json'}")

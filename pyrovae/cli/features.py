@@ -7,7 +7,13 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.cli.common import (
+    OneLineErrorParser,
+    fail,
+    interrupted_status,
+    terminate_as_interrupt,
+    write_failure,
+)
 from pyrovae.errors import PyrovaeError
 from pyrovae.runs.probe import ProbeOptions, linear_probe, table
 
@@ -31,6 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             parser.add_argument(flag, type=int, default=f.default, **extra)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="import and run the package.module:attr code that the folder's config.json names "
+        "(its model, guide, pair or recipe); only for folders you trust",
+    )
     return parser
 
 
@@ -38,12 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(ProbeOptions)}
-        out = linear_probe(args.run_dir, device=args.device, **options)
+        with terminate_as_interrupt():
+            out = linear_probe(
+                args.run_dir, device=args.device, trust_code=args.trust_code, **options
+            )
     except PyrovaeError as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("interrupted: no features.json written", file=sys.stderr)
-        return 130
+        return interrupted_status(exc)
+    except OSError as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        return fail(PyrovaeError(f"{reason}; files written before are whole"))
     print(table(out))
     for note in out["notes"]:
         print(f"note: {note}")

@@ -8,9 +8,16 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from pyrovae.cli.common import OneLineErrorParser, fail
+from pyrovae.cli.common import (
+    OneLineErrorParser,
+    fail,
+    interrupted_status,
+    terminate_as_interrupt,
+    write_failure,
+)
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
+from pyrovae.inference.checkpoint import load_checkpoint
 from pyrovae.inference.settings import TrainSettings
 from pyrovae.models import GUIDES, MODELS
 from pyrovae.recipes import GUIDE_OPTIONS, RECIPES
@@ -88,12 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run from its folder (its config.json is used; "
         f"only {', '.join('--' + o.replace('_', '-') for o in sorted(RESUMABLE))} may be changed)",
     )
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="with --resume or --features: import and run the package.module:attr code that "
+        "the folder's config.json names (its model, guide, pair or recipe); only for folders "
+        "you trust",
+    )
     return parser
 
 
 def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
     """``(TrainConfig keyword arguments, --resume folder)`` from the command line; model
-    options are gathered into ``options``."""
+    options are gathered into ``options``; ``trust_code`` is a keyword of :func:`train`."""
     args = vars(build_parser().parse_args(argv))
     resume = args.pop("resume", None)
     options = {k.split(":", 1)[1]: args.pop(k) for k in list(args) if k.startswith("option:")}
@@ -102,11 +116,35 @@ def parse(argv: list[str] | None = None) -> tuple[dict, str | None]:
     return args, resume
 
 
-def interrupted_message(run_dir) -> str:
-    """What Ctrl-C left: a checkpoint to resume from, a started folder, or nothing."""
+def saved_epoch(folder: Path) -> int | None:
+    """The epoch of the folder's checkpoint, or None when it cannot be read."""
+    try:
+        return int(load_checkpoint(folder / "checkpoint.pt", require_all=False)["epoch"])
+    except (PyrovaeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _what_is_kept(run_dir) -> str:
+    """What a run stopped by a failed write keeps, and how to go on."""
     folder = Path(run_dir) if run_dir else None
     if folder is not None and (folder / "checkpoint.pt").is_file():
-        return f"interrupted: the last completed epoch is saved; continue with --resume {folder}"
+        epoch = saved_epoch(folder)
+        saved = f"epoch {epoch}" if epoch else "the last completed epoch"
+        return (
+            f"every file written before is whole and {saved} is saved: free space, then "
+            f"continue with --resume {folder}"
+        )
+    return "nothing of the run was saved: free space (or choose another --out) and run again"
+
+
+def interrupted_message(run_dir) -> str:
+    """What Ctrl-C or SIGTERM left: a checkpoint to resume from, a started folder, or
+    nothing."""
+    folder = Path(run_dir) if run_dir else None
+    if folder is not None and (folder / "checkpoint.pt").is_file():
+        epoch = saved_epoch(folder)
+        saved = f"epoch {epoch} is saved" if epoch else "the last completed epoch is saved"
+        return f"interrupted: {saved}; continue with --resume {folder}"
     if folder is not None and (folder / "config.json").is_file():
         return f"interrupted before an epoch completed; --resume {folder} starts the run again"
     return "interrupted before the run folder was written: nothing to resume"
@@ -116,21 +154,37 @@ def main(argv: list[str] | None = None) -> int:
     args, resume = parse(argv)
     run_dir = resume
     try:
+        with terminate_as_interrupt():
+            return _main(args, resume)
+    except KeyboardInterrupt as exc:  # a second signal while the first one unwinds
+        print(interrupted_message(run_dir), file=sys.stderr)
+        return interrupted_status(exc)
+
+
+def _main(args: dict, resume) -> int:
+    run_dir = resume
+    try:
         if resume is not None:
-            fixed = sorted(set(args) - RESUMABLE)
+            fixed = sorted(set(args) - RESUMABLE - {"trust_code"})
             if fixed:
                 flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
                 raise PyrovaeError(f"--resume keeps the run's own settings; drop {flags}")
             run = train(resume=resume, **args)
         else:
+            trust_code = args.pop("trust_code", False)
             config = TrainConfig(**args)
             run_dir = config.out = str(config.out or default_out(config))
-            run = train(config)
+            run = train(config, trust_code=trust_code)
     except PyrovaeError as exc:
         return fail(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(interrupted_message(run_dir), file=sys.stderr)
-        return 130
+        return interrupted_status(exc)
+    except OSError as exc:
+        reason = write_failure(exc)
+        if reason is None:
+            raise
+        return fail(PyrovaeError(f"{reason}; {_what_is_kept(run_dir)}"))
     s = run.summary
     if not run.is_main:
         return 0

@@ -172,8 +172,38 @@ def support_of(*xs: torch.Tensor) -> str:
     return "unit" if in_unit else "real"
 
 
+MIN_TEST_ROWS = 2
+"""Test rows a run needs: evaluation, figures and diagnostics compare at least two."""
+
+
+def check_labels(name: str, y_train, y_test, declared: int | None = None) -> None:
+    """Labels are class indices 0..K-1 with K no larger than the rows that carry them (or the
+    data set's ``declared`` classes, MNIST's 10): a label of 10**12 would make a classifier of
+    10**12 outputs."""
+    labelled = [(k, y) for k, y in (("y_train", y_train), ("y_test", y_test))]
+    labelled = [(k, y) for k, y in labelled if y is not None and y.numel()]
+    if not labelled:
+        return
+    rows = sum(int(y.numel()) for _, y in labelled)
+    key, y = max(labelled, key=lambda item: int(item[1].max()))
+    classes = int(y.max()) + 1
+    if classes > max(rows, declared or 0):
+        raise PyrovaeError(
+            f"{name} {key} holds the label {int(y.max())}, i.e. {classes} classes for "
+            f"{rows} labelled rows; labels must be class indices 0..K-1 (re-encode them, e.g. "
+            "with numpy.unique(y, return_inverse=True))"
+        )
+
+
 def checked(dataset: Dataset) -> Dataset:
-    """Run :func:`check_data` (rank and finiteness) on both data matrices."""
+    """Run :func:`check_data` (rank and finiteness) on both data matrices, and check that
+    there are enough test rows and that labels are class indices."""
     check_data(dataset.x_train, name=f"{dataset.name} x_train")
     check_data(dataset.x_test, name=f"{dataset.name} x_test")
+    if dataset.x_test.shape[0] < MIN_TEST_ROWS:
+        raise PyrovaeError(
+            f"{dataset.name} has {dataset.x_test.shape[0]} test row(s); a run evaluates and "
+            f"draws its figures on at least {MIN_TEST_ROWS}: give x_test more rows"
+        )
+    check_labels(dataset.name, dataset.y_train, dataset.y_test, dataset.num_classes)
     return dataset

@@ -191,6 +191,12 @@ def load_idx_dataset(
     if paths is None:
         raise _not_found(name, spec, looked, download)
     arrays = _idx_arrays(paths)
+    empty = [k for k in ("x_train", "x_test") if len(arrays[k]) == 0]
+    if empty:
+        raise PyrovaeError(
+            f"the IDX files of {name} hold no {' and no '.join(empty)} images (their headers "
+            "say 0); delete them and get them again"
+        )
     x = {
         k: torch.from_numpy(arrays[k].reshape(len(arrays[k]), -1).astype(np.float32) / 255)
         for k in ("x_train", "x_test")

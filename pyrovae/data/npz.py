@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrovae.data.dataset import Dataset, checked, first_line, support_of
+from pyrovae.data.dataset import Dataset, check_labels, checked, first_line, support_of
 from pyrovae.errors import PyrovaeError
 
 
@@ -85,6 +85,7 @@ def load_npz(path: Path) -> Dataset:
         )
     y_train = _npz_y(arrays["y_train"], "y_train", len(x_train))
     y_test = _npz_y(arrays["y_test"], "y_test", len(x_test))
+    check_labels(path.stem, y_train, y_test)  # before num_classes is read from them
     labels = [y for y in (y_train, y_test) if y is not None and y.numel()]
     dataset = Dataset(
         name=path.stem,

@@ -7,6 +7,8 @@ inherited here.
 """
 
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -127,6 +129,13 @@ class TrainConfig(TrainSettings):
         super().__post_init__()
         if self.features is not None:
             self.features = str(self.features)  # a Path given from Python, as JSON keeps it
+        if self.out is not None:
+            self.out = str(self.out)
+            if not self.out.strip():
+                raise PyrovaeError(
+                    "--out is empty; name a folder for the run, or leave --out out for "
+                    "runs/<model>-<dataset>-<timestamp>"
+                )
         if self.hidden is not None:
             self.hidden = tuple(int(h) for h in self.hidden)
         if any(h < 1 for h in self.hidden or ()):
@@ -156,6 +165,13 @@ class TrainConfig(TrainSettings):
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainConfig":
+        """The config of a ``config.json`` object, each field's type checked as a command line
+        would check it (one line naming the field otherwise)."""
+        if not isinstance(data, dict):
+            raise PyrovaeError(
+                f"config.json holds a JSON {type(data).__name__}, not an object of the run's "
+                "options; is this a pyrovae run folder?"
+            )
         known = {f.name for f in fields(cls)}
         data = dict(data)
         if "grey_bernoulli" in data:  # its former name, in older run folders
@@ -167,6 +183,9 @@ class TrainConfig(TrainSettings):
         unknown = set(data) - known
         if unknown:
             raise PyrovaeError(f"unknown config keys {sorted(unknown)}; is this a pyrovae run?")
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            _check_field(key, value, hints[key])
         return cls(**data)
 
     @classmethod
@@ -182,3 +201,43 @@ class TrainConfig(TrainSettings):
             raise PyrovaeError(
                 f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})"
             ) from exc
+        except UnicodeDecodeError as exc:
+            raise PyrovaeError(f"{path} is not UTF-8 text; is it a pyrovae run folder?") from exc
+
+
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_field(key: str, value, hint) -> None:
+    """A one-line error unless the JSON ``value`` of field ``key`` fits its type ``hint``
+    (``int``, ``float``, ``str``, ``bool``, ``dict``, ``tuple[int, ...]``, or ``X | None``)."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in kinds:
+        return
+    for kind in kinds:
+        origin = typing.get_origin(kind) or kind
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return
+        if kind is str and isinstance(value, str):
+            return
+        if origin is dict and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return
+        if origin is tuple and isinstance(value, list):
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                return
+    words = [
+        "a list of whole numbers" if typing.get_origin(k) is tuple
+        else "an object" if (typing.get_origin(k) or k) is dict
+        else "null" if k is type(None)
+        else _TYPE_WORDS.get(k, str(k))
+        for k in kinds
+    ]  # fmt: skip
+    what = "the model's own options" if key == "options" else "--" + key.replace("_", "-")
+    raise PyrovaeError(
+        f"config.json: {key} must be {' or '.join(words)}, got {json.dumps(value)[:60]}; "
+        f"fix or remove the field ({what})"
+    )

@@ -9,11 +9,14 @@ leaves whole files, and ``--resume`` continues from the last checkpoint.
 """
 
 import csv
+import errno
 import io
 import json
 import math
 import os
 import socket
+import stat
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +48,48 @@ DIAGNOSTIC_FIGURES = {
 """The figures that diagnosing a run adds to its folder, by what they show."""
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def own_file(path: Path) -> Path:
+    """``path`` when it is not a symbolic link and, where it exists, a regular file; else a
+    one-line refusal. A run folder's files are read only when they are its own: a link could
+    lead a report or a diagnosis to read (and a page to embed) any file of the machine."""
+    if path.is_symlink():
+        raise PyrovaeError(
+            f"{path} is a symbolic link; pyrovae reads only a run folder's own files, never "
+            "what a link points to (replace the link by a copy of the file)"
+        )
+    if path.exists() and not path.is_file():
+        raise PyrovaeError(f"{path} is not a regular file; remove it or replace it by the file")
+    return path
+
+
+def own_png(path: Path) -> Path:
+    """``path`` when it is a run folder's own PNG image (:func:`own_file`, PNG signature)."""
+    own_file(path)
+    with path.open("rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise PyrovaeError(
+                f"{path} is not a PNG image; remove it or rename it (a run folder's *.png files "
+                "are embedded in report.html)"
+            )
+    return path
+
+
+def check_writable(run_dir: Path, what: str) -> None:
+    """Refuse (one line) a folder ``what`` cannot write into, before anything is computed."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=run_dir)
+    except OSError as exc:
+        raise PyrovaeError(
+            f"cannot write into {run_dir} ({exc.strerror or exc}), where {what} goes; copy the "
+            "folder somewhere writable (cp -r) and run on the copy"
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_run_folder(run_dir) -> Path:
     """``run_dir`` as a Path, or a one-line PyrovaeError when it is not a run folder."""
     run_dir = Path(run_dir)
@@ -52,7 +97,7 @@ def check_run_folder(run_dir) -> Path:
         raise PyrovaeError(f"no run folder at {run_dir}")
     if not run_dir.is_dir():
         raise PyrovaeError(f"{run_dir} is a file, not a run folder")
-    if not (run_dir / "config.json").is_file():
+    if not own_file(run_dir / "config.json").is_file():
         raise PyrovaeError(f"{run_dir} is not a pyrovae run folder: it has no config.json")
     return run_dir
 
@@ -138,13 +183,25 @@ class RunFolder:
                     "a writable --out"
                 ) from exc
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            # O_NOFOLLOW: a .lock that is a symbolic link is refused, not followed (writing
+            # the holder's name into it would overwrite the file it points to).
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self.lock_path, flags, FILE_MODE)
         except OSError as exc:
+            if exc.errno == errno.ELOOP or self.lock_path.is_symlink():
+                raise PyrovaeError(
+                    f"{self.lock_path} is a symbolic link; a run folder's .lock must be its own "
+                    "file (remove the link, then run again)"
+                ) from exc
             raise PyrovaeError(
                 f"cannot write to the run folder {self.path}: {exc.strerror or exc}; choose a "
                 "writable --out"
             ) from exc
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise PyrovaeError(
+                    f"{self.lock_path} is not a regular file; remove it, then run again"
+                )
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -164,13 +221,36 @@ class RunFolder:
         finally:
             os.close(fd)  # releases the lock
 
+    def check_own_files(self) -> None:
+        """Refuse (one line) a run file of the folder that is a link or not a regular file."""
+        for path in (self.config_path, self.checkpoint, self.metrics, self.summary):
+            own_file(path)
+
+    def holder(self) -> str | None:
+        """Who holds the folder's lock (a process training in it), or None when nobody."""
+        if fcntl is None or not self.lock_path.is_file() or self.lock_path.is_symlink():
+            return None
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
     def write_config(self, config) -> None:
         atomic_write_text(self.config_path, json.dumps(config.to_json(), indent=2) + "\n")
 
     def read_config(self):
         if not self.path.is_dir():
             raise PyrovaeError(f"no run folder at {self.path}")
-        return TrainConfig.load(self.config_path)
+        return TrainConfig.load(own_file(self.config_path))
 
     def write_metrics(self, history: list[dict]) -> None:
         buffer = io.StringIO()
@@ -184,4 +264,6 @@ class RunFolder:
         atomic_write_text(self.summary, json.dumps(json_ready(summary), indent=2) + "\n")
 
     def read_summary(self) -> dict:
-        return json.loads(self.summary.read_text()) if self.summary.exists() else {}
+        if not (self.summary.is_symlink() or self.summary.exists()):
+            return {}
+        return json.loads(own_file(self.summary).read_text())

@@ -31,6 +31,38 @@ def module_state(program) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+def check_module_state(program, state: dict, role: str) -> None:
+    """A one-line error naming the first parameter where a saved ``state`` and ``program``'s
+    module differ (a missing or extra name, another shape), so that a checkpoint of another
+    model or another width is refused before anything is copied."""
+    module = owner_module(program)
+    own = module.state_dict() if module is not None else {}
+    if not isinstance(state, dict):
+        raise PyrovaeError(f"the checkpoint's {role} parameters are not a state dict")
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    problem = None
+    if missing:
+        problem = f"it lacks {role} parameter {missing[0]!r}"
+    elif extra:
+        problem = f"it has {role} parameter {extra[0]!r}, which the {role} does not"
+    else:
+        for name, value in own.items():
+            saved = state[name]
+            if not torch.is_tensor(saved) or saved.shape != value.shape:
+                shape = tuple(saved.shape) if torch.is_tensor(saved) else type(saved).__name__
+                problem = (
+                    f"its {role} parameter {name!r} has shape {shape}, the {role} built from "
+                    f"config.json has {tuple(value.shape)}"
+                )
+                break
+    if problem:
+        raise PyrovaeError(
+            f"the checkpoint does not match config.json: {problem}; it was written by another "
+            "model or other settings (restore the config.json it was trained with, or start "
+            "the run afresh)"
+        )
+
+
 def load_module_state(program, state: dict[str, torch.Tensor]) -> None:
     module = owner_module(program)
     if module is not None:
@@ -54,6 +86,14 @@ def load_param_store_state(state: dict[str, torch.Tensor]) -> None:
             "create; load it with the program code it was trained with"
         )
     for name, value in state.items():
+        if not torch.is_tensor(value) or value.shape != store[name].shape:
+            shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise PyrovaeError(
+                f"the checkpoint does not match config.json: its pyro.param site {name!r} has "
+                f"shape {shape}, the programs create {tuple(store[name].shape)}; restore the "
+                "config.json it was trained with"
+            )
+    for name, value in state.items():
         store[name].copy_(value)
 
 
@@ -67,7 +107,10 @@ def snapshot(model, guide) -> dict:
 
 
 def restore(model, guide, state: dict) -> None:
-    """Load a :func:`snapshot` back into the pair."""
+    """Load a :func:`snapshot` back into the pair, after checking that every saved module
+    parameter has the name and shape of the pair's own (:func:`check_module_state`)."""
+    check_module_state(model, state["model"], "model")
+    check_module_state(guide, state["guide"], "guide")
     load_module_state(model, state["model"])
     load_module_state(guide, state["guide"])
     load_param_store_state(state.get("param_store", {}))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyro
 import pyro.poutine as poutine
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.annealing import LatentScaleMessenger, beta_schedule

@@ -9,7 +9,7 @@ May import: :mod:`pyrovae.models`, :mod:`pyrovae.inference`, :mod:`pyrovae.data`
 """
 
 from pyrovae.recipes.base import Recipe, RecipeOption, Report
-from pyrovae.recipes.lookup import recipe_class, resolve_attr
+from pyrovae.recipes.lookup import names_code, recipe_class, resolve_attr
 from pyrovae.recipes.registry import GUIDE_OPTIONS, RECIPES, build_pair, recipe_for, register
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "RecipeOption",
     "Report",
     "build_pair",
+    "names_code",
     "recipe_class",
     "recipe_for",
     "register",

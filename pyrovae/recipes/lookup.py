@@ -9,6 +9,11 @@ from pyrovae.recipes.base import Recipe
 from pyrovae.recipes.registry import recipe_for
 
 
+def names_code(value) -> bool:
+    """Is ``value`` a ``package.module:attr`` name, i.e. code that resolving it imports?"""
+    return isinstance(value, str) and ":" in value
+
+
 def resolve_attr(name: str, flag: str):
     """The object named ``package.module:attr``, or a one-line error that says why not."""
     module_name, _, attr = name.partition(":")

@@ -24,9 +24,16 @@ from pathlib import Path
 
 from pyrovae.atomic import atomic_write_text
 from pyrovae.errors import PyrovaeError
-from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, REPORT_NAME, TRAINING_CURVES, check_run_folder
+from pyrovae.folder.layout import (
+    DIAGNOSTIC_FIGURES,
+    REPORT_NAME,
+    TRAINING_CURVES,
+    check_run_folder,
+    own_file,
+    own_png,
+)
 from pyrovae.inference.runner import best_epoch as best_of
-from pyrovae.recipes.lookup import recipe_class
+from pyrovae.recipes.lookup import names_code, recipe_class
 from pyrovae.report.keys import (
     DIAGNOSTICS_KEYS,
     FIGURE_CAPTIONS,
@@ -102,7 +109,7 @@ def table_rows(values: dict, descriptions: dict[str, Described], best: str) -> l
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(own_file(path).read_text())
     except json.JSONDecodeError as exc:
         raise PyrovaeError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     if not isinstance(value, dict):
@@ -125,9 +132,9 @@ def _number(text: str):
 
 def read_metrics(path: Path) -> list[dict]:
     """The rows of ``metrics.csv``, numbers as numbers; [] when there is none."""
-    if not path.is_file():
+    if not (path.is_symlink() or path.is_file()):
         return []
-    with path.open(newline="") as f:
+    with own_file(path).open(newline="") as f:
         return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
@@ -158,9 +165,9 @@ def _kl_weight_sentence(metrics: list[dict]) -> str:
     )
 
 
-def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None:
+def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str, summary: dict) -> dict | None:
     path = run_dir / "diagnostics.json"
-    if not path.is_file():
+    if not (path.is_symlink() or path.exists()):
         return None
     diagnostics = _read_json(path)
     files = diagnostics.get("files")
@@ -172,7 +179,7 @@ def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None
     return {
         "rows": table_rows(shown, DIAGNOSTICS_KEYS, best),
         "units": diagnostics.get("units", ""),
-        "notes": list(diagnostics.get("notes") or []),
+        "notes": [*_epoch_mismatch(diagnostics, summary), *(diagnostics.get("notes") or [])],
         "warning": diagnostics.get("collapse_warning"),
         "by_k": [
             (k, format_value(v.get("estimate")), format_value(v.get("standard_error")))
@@ -180,6 +187,18 @@ def _diagnostics(run_dir: Path, pngs: dict[str, Path], best: str) -> dict | None
         ],
         "figures": figures,
     }
+
+
+def _epoch_mismatch(diagnostics: dict, summary: dict) -> list[str]:
+    """A note when the diagnostics describe the parameters of another epoch than the
+    summary's (a folder diagnosed while it trained, then trained on)."""
+    epoch, kept = diagnostics.get("epoch"), summary.get("best_epoch")
+    if epoch is None or kept is None or epoch == kept:
+        return []
+    return [
+        f"these diagnostics describe the parameters of epoch {epoch}, not those of epoch "
+        f"{kept} that the summary describes; run pyrovae-diagnose again for epoch {kept}"
+    ]
 
 
 def _modified(path: Path) -> str:
@@ -191,11 +210,27 @@ _COLUMN_NAMES = {"val_elbo": "validation ELBO", "val_accuracy": "validation accu
 
 def _select_by(config: dict) -> tuple[str, ...]:
     """The metric keys by which the run of ``config`` keeps its epoch (its recipe's
-    ``select_by``); the validation ELBO when the recipe cannot be imported here."""
+    ``select_by``): a registered recipe's; the validation ELBO for a recipe named as code,
+    which a report never imports (it is built from the folder's files alone)."""
+    recipe, model = config.get("recipe"), config.get("model")
+    if names_code(recipe) or not (recipe is None or isinstance(recipe, str)):
+        return ("val_elbo",)
     try:
-        return recipe_class(config.get("recipe"), config.get("model")).select_by
+        return recipe_class(recipe, model if isinstance(model, str) else None).select_by
     except PyrovaeError:
         return ("val_elbo",)
+
+
+def check_sources(run_dir) -> Path:
+    """Refuse (one line) a folder whose report would read a file that is not the folder's
+    own (a link, not a regular file, a ``*.png`` that is not a PNG), before a diagnosis or a
+    probe computes what the report would show."""
+    run_dir = check_run_folder(run_dir)
+    for name in ("config.json", "summary.json", "metrics.csv", "diagnostics.json"):
+        own_file(run_dir / name)
+    for path in run_dir.glob("*.png"):
+        own_png(path)
+    return run_dir
 
 
 def render_report(run_dir) -> str:
@@ -205,7 +240,7 @@ def render_report(run_dir) -> str:
     run_dir = check_run_folder(run_dir)
     config = _read_json(run_dir / "config.json")
     summary_path = run_dir / "summary.json"
-    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    summary = _read_json(summary_path) if summary_path.is_symlink() or summary_path.exists() else {}
     metrics = read_metrics(run_dir / "metrics.csv")
     select_by = _select_by(config)
     # An unfinished run has no summary: its best epoch so far, from metrics.csv.
@@ -217,9 +252,9 @@ def render_report(run_dir) -> str:
         best = f"best epoch ({best_epoch})"
     else:
         best = f"last epoch ({summary.get('epochs', len(metrics))})"
-    pngs = {p.name: p for p in sorted(run_dir.glob("*.png"))}
+    pngs = {p.name: own_png(p) for p in sorted(run_dir.glob("*.png"))}
     curves = pngs.pop(TRAINING_CURVES, None)
-    diagnostics = _diagnostics(run_dir, pngs, best)
+    diagnostics = _diagnostics(run_dir, pngs, best, summary)
     order = [name for name in summary.get("figures", []) if name in pngs]
     order += [name for name in pngs if name not in order]
     best_row = next((r for r in metrics if r.get("epoch") == best_epoch), None)

@@ -3,7 +3,10 @@ sizes (:class:`~pyrovae.models.ModelSpec`), the programs in any of the forms of
 :mod:`pyrovae.runs.programs`, and the data prepared for the distribution the model observes x
 with."""
 
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pyro
 import torch
@@ -130,11 +133,12 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()
     spec = model_spec(config, dataset, recipe_cls)
-    pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
-    modules = [owner_module(program) for program in (pair.model, pair.guide)]
-    for module in modules:
-        if module is not None:
-            module.to(device)
+    with _allocation_as_error(who):
+        pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
+        modules = [owner_module(program) for program in (pair.model, pair.guide)]
+        for module in modules:
+            if module is not None:
+                module.to(device)
     if config.net == "conv" and None not in modules and not _convolves(modules):
         raise PyrovaeError(
             f"--net conv: {who} builds no convolutional network; drop --net conv (the "
@@ -156,6 +160,39 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
         seed=config.seed,
     )
     return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes, where it can be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@contextmanager
+def _allocation_as_error(who: str):
+    """An allocator failure while the networks are built (``--hidden 100000000``) as one
+    line giving the size asked for and the memory available, instead of a traceback."""
+    try:
+        yield
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        text = str(exc)
+        if not isinstance(exc, MemoryError) and not re.search(
+            r"can't allocate memory|out of memory|not enough memory", text, re.I
+        ):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", text)
+        size = f" {int(asked.group(1)) / 1e9:.3g} GB" if asked else ""
+        free = _available_bytes()
+        room = f", with {free / 1e9:.3g} GB of memory available" if free else ""
+        raise PyrovaeError(
+            f"the networks of {who} do not fit in memory (one tensor asked for{size}{room}); "
+            "choose smaller --hidden or --latent-dim"
+        ) from exc
 
 
 def _convolves(modules) -> bool:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import xarray as xr
 
 from pyrovae.atomic import FILE_MODE, atomic_write_text
 from pyrovae.errors import PyrovaeError
-from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, json_ready
+from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, check_writable, json_ready
 from pyrovae.inference.diagnostics.amortization import amortization_gap
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
 from pyrovae.inference.diagnostics.importance import importance_weights
@@ -49,7 +50,7 @@ from pyrovae.inference.diagnostics.structure import (
 from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
 from pyrovae.plots import diagnostics as figures
-from pyrovae.report.html import write_report
+from pyrovae.report.html import check_sources, write_report
 from pyrovae.runs.load import as_run
 
 DEFAULT_KS = (1, 10, 100, 1000, 5000)
@@ -66,6 +67,14 @@ def _timed(seconds: dict, name: str):
             seconds[name] = time.perf_counter() - start
 
     return block()
+
+
+def _checkpoint_stamp(run) -> str | None:
+    """``checkpoint.pt``'s modification time (ISO 8601) when the run came from its folder."""
+    path = run.folder.checkpoint
+    if not path.is_file():
+        return None
+    return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
 
 
 def _spread_rows(khat: np.ndarray | None, count: int, n: int, generator: np.random.Generator):
@@ -98,6 +107,11 @@ class DiagnosisOptions:
             if getattr(self, name) < 0:
                 flag = "--" + name.replace("_", "-")
                 raise PyrovaeError(f"{flag} must be 0 (skip) or more, got {getattr(self, name)}")
+        if self.iwae_samples == 1:
+            raise PyrovaeError(
+                "--iwae-samples 1 is the ELBO itself and gives no Pareto k-hat (PSIS needs many "
+                "weights per row); give 2 or more (1000 by default), or 0 to skip"
+            )
         if self.nuts_points and self.nuts_chains < 2:
             raise PyrovaeError(
                 f"--nuts-chains must be at least 2 (for R-hat), got {self.nuts_chains}"
@@ -111,7 +125,13 @@ class DiagnosisOptions:
 
 
 def diagnose(
-    run, *, device: str = "cpu", write: bool = True, progress: bool = False, **options
+    run,
+    *,
+    device: str = "cpu",
+    write: bool = True,
+    progress: bool = False,
+    trust_code: bool = False,
+    **options,
 ) -> dict:
     """Posterior diagnostics of a trained run on its test rows; the numbers as a dict.
 
@@ -119,6 +139,7 @@ def diagnose(
     :param options: fields of :class:`DiagnosisOptions` (``iwae_samples=1000``, ...).
     :param write: write ``diagnostics.json``, ``posterior.nc`` and the figures into the run
         folder.
+    :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
 
     On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
     :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
@@ -128,7 +149,10 @@ def diagnose(
     if unknown:
         raise PyrovaeError(f"diagnose has no option {unknown[0]!r}")
     settings = DiagnosisOptions(**options)
-    run = as_run(run, device)
+    run = as_run(run, device, trust_code)
+    if write:
+        check_sources(run.folder.path)
+        check_writable(run.folder.path, "diagnostics.json")
     retain_freed_memory()
     with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
         return _diagnose(run, settings, write=write, progress=progress)
@@ -155,6 +179,8 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
         "guide": run.summary.get("guide", run.config.guide),
         "dataset": run.data.dataset.name,
         "rows": "test",
+        "epoch": run.epoch,
+        "checkpoint": _checkpoint_stamp(run),
         "num_points": int(x.shape[0]),
         "units": UNITS,
         "seed": opts.seed,

@@ -7,13 +7,16 @@ from pyrovae.runs.encoding import encode_run
 from pyrovae.runs.load import as_run
 
 
-def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.Tensor:
+def features(
+    run, x, *, batch_size: int = 10_000, device: str = "cpu", trust_code: bool = False
+) -> torch.Tensor:
     """Posterior means ``E_q[z | x]`` of rows ``x`` under a trained run's guide.
 
     :param run: a :class:`pyrovae.Run` or the path of a run folder (loaded on ``device``).
     :param x: ``(n, D)`` rows (tensor or array; ``(n, H, W)`` images are flattened) on the
         scale of the run's data set, e.g. ``run.data.x_test``.
     :param batch_size: rows encoded at once.
+    :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
     :returns: ``(n, k)`` float32 on the CPU. A latent with a multi-dimensional event (the
         gumbel-vae's ``(M, K)`` one-hot codes) gives its ``M * K`` columns; a guide without a
         closed-form mean (``--guide iaf``) gives the mean of 64 draws, so it varies with
@@ -22,4 +25,4 @@ def features(run, x, *, batch_size: int = 10_000, device: str = "cpu") -> torch.
 
     The modules are in eval mode while they encode, and go back to their mode afterwards.
     """
-    return encode_run(as_run(run, device), x, batch_size)
+    return encode_run(as_run(run, device, trust_code), x, batch_size)

@@ -17,7 +17,7 @@ from pyrovae.inference.checkpoint import load_checkpoint
 from pyrovae.inference.contract import check_pair
 from pyrovae.inference.parameters import restore
 from pyrovae.models import ModelSpec
-from pyrovae.recipes import Recipe
+from pyrovae.recipes import Recipe, names_code
 from pyrovae.runs.build import PROGRAM_KEYS, Built, build, resolve, resolve_device
 from pyrovae.runs.encoding import encode_run, model_inputs
 
@@ -40,42 +40,66 @@ class Run:
     recipe: Recipe
     spec: ModelSpec
     is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
+    epoch: int | None = None  # the epoch whose parameters the programs hold
 
 
-def as_run(run, device: str = "cpu") -> Run:
-    """``run`` itself, or the run in the folder ``run`` names, loaded on ``device``."""
-    return run if isinstance(run, Run) else load_run(run, device=device)
+def as_run(run, device: str = "cpu", trust_code: bool = False) -> Run:
+    """``run`` itself, or the run in the folder ``run`` names, loaded on ``device``
+    (:func:`load_run`, with its ``trust_code``)."""
+    return run if isinstance(run, Run) else load_run(run, device=device, trust_code=trust_code)
 
 
-def run_dataset(config: TrainConfig, device: torch.device) -> Dataset:
+def check_trusted(path, config: TrainConfig, programs: dict, trust_code: bool) -> None:
+    """Refuse (one line) to open the folder ``path`` whose ``config`` names code to import
+    (``package.module:attr`` for its model, guide, pair or recipe) that ``programs`` does not
+    replace, unless ``trust_code``: importing a module runs it, and a folder from elsewhere
+    may name any module on ``sys.path``. Registered names import nothing."""
+    named = [
+        f"--{key} {value}"
+        for key in PROGRAM_KEYS
+        if names_code(value := getattr(config, key)) and programs.get(key) is None
+    ]
+    if named and not trust_code:
+        raise PyrovaeError(
+            f"{path} names code to import and run: {', '.join(named)}; open it only if you "
+            "trust where it came from, with --trust-code (pyrovae.load_run(path, "
+            "trust_code=True)), or pass the objects themselves (load_run(path, model=...))"
+        )
+
+
+def run_dataset(config: TrainConfig, device: torch.device, trust_code: bool = False) -> Dataset:
     """The rows ``config`` trains on: its data set, or with ``config.features`` that run's
-    posterior means of the data set's rows (:func:`feature_dataset`)."""
+    posterior means of the data set's rows (:func:`feature_dataset`; ``trust_code`` opens
+    that folder as :func:`load_run` does)."""
     dataset = data_lib.load_dataset(
         config.dataset, config.data_root, spiral_noise=config.spiral_noise
     )
     if config.features is not None:
-        dataset = feature_dataset(config.features, dataset, device=str(device))
+        dataset = feature_dataset(config.features, dataset, str(device), trust_code)
     return dataset
 
 
-def build_from_config(config: TrainConfig, programs: dict | None = None, device=None) -> Built:
+def build_from_config(
+    config: TrainConfig, programs: dict | None = None, device=None, trust_code: bool = False
+) -> Built:
     """Resolve ``config``'s recipe, load its rows (:func:`run_dataset`) and build its
     programs and prepared data (:func:`~pyrovae.runs.build.build`).
 
     :param programs: Python objects that replace the config's names (``model``, ``guide``,
         ``pair``, ``recipe``).
     :param device: overrides ``config.device`` (a distributed rank's own GPU).
+    :param trust_code: passed to the ``--features`` folder's :func:`load_run`.
     """
     resolved = resolve(config, programs)
     on = device or resolve_device(resolved.config.device)
-    return build(resolved, run_dataset(resolved.config, on), on)
+    return build(resolved, run_dataset(resolved.config, on, trust_code), on)
 
 
-def _feature_run(path, device: str):
+def _feature_run(path, device: str, trust_code: bool):
     """The run folder ``--features`` names, loaded; a one-line error when it is none."""
     try:
         check_run_folder(path)
-        return load_run(path, device=device)
+        return load_run(path, device=device, trust_code=trust_code)
     except PyrovaeError as exc:
         raise PyrovaeError(
             f"--features {path}: {exc} (give the folder of a trained run, as "
@@ -83,7 +107,7 @@ def _feature_run(path, device: str):
         ) from exc
 
 
-def feature_dataset(path, dataset, device: str = "cpu"):
+def feature_dataset(path, dataset, device: str = "cpu", trust_code: bool = False):
     """``dataset`` with every row replaced by its posterior mean ``E_q[z | x]`` under the run
     in the folder ``path`` (``--features``: M1 of Kingma et al.'s M1 + M2), computed once
     with :func:`~pyrovae.runs.encoding.encode_run` on the rows the run was trained on
@@ -94,7 +118,7 @@ def feature_dataset(path, dataset, device: str = "cpu"):
     :returns: a Dataset of ``(n, k)`` real-valued rows, the same labels and row order, no
         image shape, and ``features = {"run", "model", "guide", "dim"}``.
     """
-    run = _feature_run(path, device)
+    run = _feature_run(path, device, trust_code)
     trained_on = run.data.dataset
     if trained_on.features is not None:
         raise PyrovaeError(
@@ -129,26 +153,40 @@ def feature_dataset(path, dataset, device: str = "cpu"):
     return with_features(dataset, x_train, x_test, source)
 
 
-def load_run(path: str | Path, device: str = "cpu", **programs) -> Run:
+def load_run(path: str | Path, device: str = "cpu", *, trust_code: bool = False, **programs) -> Run:
     """Rebuild the model and guide of a run folder from its config and checkpoint, with every
     parameter (modules and ``pyro.param`` sites) of its best validation epoch (its last
     epoch without validation rows).
 
+    :param trust_code: import the ``package.module:attr`` programs that the folder's
+        ``config.json`` names. Without it such a folder is refused with one line: importing
+        a module runs its code, so only a folder you trust should be opened this way.
+        Built-in models, guides and recipes are found by registered name and need no trust;
+        the checkpoint is always read with ``torch.load(..., weights_only=True)``.
     :param programs: ``model``, ``guide``, ``pair`` or ``recipe`` as Python objects, for a
         run whose programs were given as objects that cannot be imported by name (defined
-        in a script's ``__main__`` or a notebook).
+        in a script's ``__main__`` or a notebook); what they replace is not imported.
     """
     unknown = sorted(set(programs) - set(PROGRAM_KEYS))
     if unknown:
         raise PyrovaeError(f"load_run takes {', '.join(PROGRAM_KEYS)} as programs, got {unknown}")
-    folder = RunFolder(path)
+    folder = RunFolder(check_run_folder(path))
+    folder.check_own_files()
+    holder = folder.holder()
+    if holder is not None:
+        raise PyrovaeError(
+            f"{folder.path} is being trained by {holder}; open it when training has ended "
+            "(its checkpoint changes every epoch), or open a copy (cp -r) of it now"
+        )
     config = replace(folder.read_config(), device=device)
-    built = build_from_config(config, programs)
+    check_trusted(folder.path, config, programs, trust_code)
+    built = build_from_config(config, programs, trust_code=trust_code)
     state = load_checkpoint(folder.checkpoint, map_location=built.device)
     # One trace creates the pyro.param sites (with their constraints) that are restored.
     with torch.no_grad():
         check_pair(built.model, built.guide, built.data.x_test[:2].to(built.device))
-    restore(built.model, built.guide, state["best"] if state["best"]["epoch"] else state)
+    kept = state["best"] if state["best"]["epoch"] else state
+    restore(built.model, built.guide, kept)
     return Run(
         built.config,
         built.model,
@@ -159,4 +197,5 @@ def load_run(path: str | Path, device: str = "cpu", **programs) -> Run:
         folder,
         built.recipe,
         built.spec,
+        epoch=kept["epoch"],
     )

@@ -25,10 +25,11 @@ import torch
 from pyrovae.atomic import atomic_write_text
 from pyrovae.data.labels import balanced_label_split
 from pyrovae.errors import PyrovaeError
-from pyrovae.folder.layout import json_ready
+from pyrovae.folder.layout import check_writable, json_ready
 from pyrovae.inference.diagnostics.structure import evaluation_mode
 from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
+from pyrovae.report.html import check_sources
 from pyrovae.runs.encoding import encode_rows, plug_in_globals
 from pyrovae.runs.load import as_run
 
@@ -123,7 +124,9 @@ def _fit_and_score(inputs, y, rows, x_test, y_test, max_iter: int) -> tuple[floa
     return float(classifier.score(x_test, y_test)), converged
 
 
-def linear_probe(run, *, device: str = "cpu", write: bool = True, **options) -> dict:
+def linear_probe(
+    run, *, device: str = "cpu", write: bool = True, trust_code: bool = False, **options
+) -> dict:
     """Logistic-regression test accuracy on a run's latent means against the same
     classifier on its pixels, for each label count; the numbers as a dict.
 
@@ -131,6 +134,7 @@ def linear_probe(run, *, device: str = "cpu", write: bool = True, **options) -> 
     :param options: fields of :class:`ProbeOptions` (``labels=(100, 1000, "all")``,
         ``seed=0``, ...).
     :param write: write ``features.json`` (atomically) into the run folder.
+    :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
 
     Each fit is ``StandardScaler`` then ``LogisticRegression`` (L2, C = 1, L-BFGS) of
     scikit-learn, on the same labelled training rows for both inputs; ``results`` holds, per
@@ -140,7 +144,10 @@ def linear_probe(run, *, device: str = "cpu", write: bool = True, **options) -> 
     if unknown:
         raise PyrovaeError(f"linear_probe has no option {unknown[0]!r}")
     opts = ProbeOptions(**options)
-    run = as_run(run, device)
+    run = as_run(run, device, trust_code)
+    if write:
+        check_sources(run.folder.path)
+        check_writable(run.folder.path, "features.json")
     x_train, y_train, x_test, y_test, kind = probe_rows(run, opts.binarized)
     on = device_of(run.model, run.guide)
     pyro.set_rng_seed(opts.seed)

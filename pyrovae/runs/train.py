@@ -22,7 +22,7 @@ import torch
 from pyrovae.data import PreparedData
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
-from pyrovae.folder.layout import RunFolder
+from pyrovae.folder.layout import RunFolder, check_run_folder
 from pyrovae.inference import Trainer
 from pyrovae.inference.distributed import (
     DistributedTrainer,
@@ -32,7 +32,7 @@ from pyrovae.inference.distributed import (
 from pyrovae.report.html import write_report
 from pyrovae.report.tensorboard import TensorBoardLog, chain
 from pyrovae.runs.build import PROGRAM_KEYS, Built
-from pyrovae.runs.load import Run, build_from_config
+from pyrovae.runs.load import Run, build_from_config, check_trusted
 from pyrovae.runs.programs import object_name
 
 TRAIN_ELBO_ROWS = 10_000
@@ -63,7 +63,13 @@ def _split_arguments(kwargs: dict) -> tuple[dict, dict]:
     return kwargs, programs
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **kwargs) -> Run:
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    trust_code: bool = False,
+    **kwargs,
+) -> Run:
     """Train a model/guide pair and write its run folder.
 
     :param config: a :class:`TrainConfig`; keyword arguments override its fields
@@ -75,6 +81,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         ``quiet``, ``device``, ``eval_batch_size`` and ``distributed`` may be overridden, and
         programs given as objects must be given again) and training goes on from its
         checkpoint.
+    :param trust_code: import the ``package.module:attr`` programs that the ``resume``
+        folder's (or the ``features`` folder's) ``config.json`` names, as
+        :func:`pyrovae.load_run` does. Programs named here, as arguments, need no trust:
+        naming them is the opt-in.
 
     With ``distributed=True`` (under ``torchrun``) every process calls this; they train
     together and rank 0 alone writes the run folder.
@@ -84,18 +94,23 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         kwargs.setdefault("distributed", False)  # as launched now, not as first launched
         for key in PROGRAM_KEYS:
             kwargs.pop(key, None)
-        config = replace(RunFolder(resume).read_config(), **kwargs)
+        folder = RunFolder(check_run_folder(resume))
+        folder.check_own_files()
+        config = replace(folder.read_config(), **kwargs)
+        check_trusted(folder.path, config, programs, trust_code)
     else:
         config = replace(config or TrainConfig(), **kwargs)
     group = init_distributed(config.device) if config.distributed else None
     try:
-        return _train(config, resume, group, programs, epochs_given="epochs" in kwargs)
+        return _train(config, resume, group, programs, "epochs" in kwargs, trust_code)
     finally:
         if group is not None:
             shutdown_distributed()
 
 
-def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: bool) -> Run:
+def _train(
+    config: TrainConfig, resume, group, programs: dict, epochs_given: bool, trust_code: bool
+) -> Run:
     is_main = group is None or group.is_main
     if resume is not None:
         folder = RunFolder(resume)
@@ -111,7 +126,7 @@ def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: boo
     if config.tensorboard and is_main:
         board = TensorBoardLog(folder.path / "tensorboard")  # no tensorboard: fails here
         on_epoch = chain(folder.write_metrics, board.on_epoch)
-    built = build_from_config(config, programs, group.device if group else None)
+    built = build_from_config(config, programs, group.device if group else None, trust_code)
     config, data, recipe, device = built.config, built.data, built.recipe, built.device
     model, guide = built.model, built.guide
     if group is not None and group.rank > 0:
@@ -160,7 +175,10 @@ def _train(config: TrainConfig, resume, group, programs: dict, epochs_given: boo
                 board.add_figures(report.figures, step=trainer.epoch)
                 board.close()
             write_report(folder.path)
-    return Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
+    kept = trainer.best["epoch"] or trainer.epoch
+    run = Run(config, model, guide, data, history, summary, folder, recipe, built.spec, is_main)
+    run.epoch = kept
+    return run
 
 
 def _continue(trainer: Trainer, folder: RunFolder, config: TrainConfig, epochs_given: bool):

@@ -192,7 +192,7 @@ def amortization_gap(
     :param num_particles: draws per row in each step's ELBO estimate.
     :param eval_samples: draws per row for the final ELBOs and the IWAE bound.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not structure.guide_is_density:
         raise PyrovaeError(

@@ -229,7 +229,7 @@ def importance_weights(
     :param row_args: further arguments of the programs with one entry per row of ``x``
         (e.g. observed labels ``(N,)``), cut into the same chunks as ``x``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not structure.guide_is_density:
         raise PyrovaeError(
