@@ -91,7 +91,9 @@ def distributed_run(tmp_path_factory):
     three.mkdir()
     (three / "metrics.csv").write_text((root / "run" / "metrics.csv").read_text())
     (three / "checkpoint.pt").write_bytes((root / "run" / "checkpoint.pt").read_bytes())
-    torchrun(["--resume", str(root / "run"), "--epochs", "5", "--quiet", "--distributed"])
+    torchrun(
+        ["--resume", str(root / "run"), "--epochs", "5", "--quiet", "--distributed", "--trust-code"]
+    )
     return root, first
 
 
