@@ -2,6 +2,7 @@
 (myst-nb), the API reference comes from the docstrings (autodoc), the command-line pages
 from the argparse parsers themselves (sphinx-argparse)."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -40,6 +41,30 @@ nb_merge_streams = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": False}
+
+# MathJax from the jupyter-server-mathjax package, copied into the site, so that maths renders
+# offline (the default loads MathJax from a CDN).
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+myst_update_mathjax = False  # myst's setting is MathJax 3's; MathJax 2 is told here
+mathjax2_config = {
+    "tex2jax": {
+        "processClass": "tex2jax_process|mathjax_process|math|output_area",
+        "ignoreClass": "tex2jax_ignore|mathjax_ignore",
+    }
+}
+
+
+def _copy_mathjax(app, exception):
+    if exception is None and app.builder.format == "html":
+        import jupyter_server_mathjax
+
+        source = Path(jupyter_server_mathjax.__file__).parent / "static"
+        shutil.copytree(source, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
+
+
+def setup(app):
+    app.connect("build-finished", _copy_mathjax)
+
 
 html_theme = "furo"
 html_title = "pyrovae"

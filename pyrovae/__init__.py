@@ -27,12 +27,14 @@ _ENTRY_POINTS = {
     "train": "pyrovae.runs.train",
     "TrainConfig": "pyrovae.folder.config",
     "diagnose": "pyrovae.runs.diagnose",
+    "DiagnosisOptions": "pyrovae.runs.diagnose",
     "features": "pyrovae.runs.features",
     "linear_probe": "pyrovae.runs.probe",
+    "ProbeOptions": "pyrovae.runs.probe",
 }
 
 __all__ = ["PyrovaeError", "Run", "TrainConfig", "diagnose", "load_run", "train"]
-__all__ += ["features", "linear_probe"]
+__all__ += ["features", "linear_probe", "DiagnosisOptions", "ProbeOptions"]
 
 
 def __getattr__(name: str):
