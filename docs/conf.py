@@ -23,6 +23,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinxarg.ext",
     "run_folder_keys",
+    "site_links",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
