@@ -363,6 +363,40 @@ def test_nuts_reference_matches_the_exact_fa_posterior():
 
 
 @pytest.mark.slow
+def test_recorded_nuts_statistics_against_a_known_density():
+    """On a standard normal in 3 dimensions: ``lp`` is its log density at each draw, the
+    energy exceeds the previous draw's potential energy by a kinetic energy of mean d/2, and
+    the per-draw acceptance rates average to Pyro's own running mean."""
+    from pyro.infer import MCMC
+
+    from pyrovae.inference.diagnostics.reference import RecordingNUTS
+
+    def model():
+        pyro.sample("a", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+
+    pyro.set_rng_seed(0)
+    stats, running = {}, []
+
+    def record(kernel, samples, stage, i):
+        if stage == "Sample":
+            for key, value in kernel.last_stats.items():
+                stats.setdefault(key, []).append(value)
+            running[:] = [float(kernel.logging()["acc. prob"])]
+
+    mcmc = MCMC(RecordingNUTS(model), 400, warmup_steps=200, hook_fn=record, disable_progbar=True)
+    mcmc.run()
+    stats = {k: np.asarray(v) for k, v in stats.items()}
+    a = mcmc.get_samples()["a"].numpy()
+    log_density = -0.5 * (a**2).sum(1) - 1.5 * math.log(2 * math.pi)
+    np.testing.assert_allclose(stats["lp"], log_density, atol=1e-5)
+    kinetic = stats["energy"][1:] + stats["lp"][:-1]  # H = K + U, with U = -lp before the step
+    assert (kinetic >= 0).all() and abs(kinetic.mean() - 1.5) < 0.3
+    assert stats["acceptance_rate"].mean() == pytest.approx(running[0], abs=5e-4)  # 3 places
+    assert ((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1)).all()
+    assert set(np.unique(stats["tree_depth"])) <= set(range(1, 11))
+    assert np.unique(stats["step_size"]).size == 1  # fixed after warm-up
+
+
 def test_nuts_sums_out_the_class_and_matches_quadrature():
     model, guide, x = tiny_ssvae()
     structure = inspect_pair(model, guide, x)
@@ -517,6 +551,15 @@ def test_diagnose_writes_json_netcdf_and_figures(digits_run, monkeypatch):
     assert list(idata.posterior["point"].values) == saved["nuts_points"]
     khat = idata.importance["pareto_k"].values
     assert float((khat > 0.7).mean()) == pytest.approx(saved["pareto_k_share_above_0.7"])
+    stats = idata.sample_stats
+    for name in ("diverging", "energy", "lp", "step_size", "acceptance_rate", "tree_depth"):
+        assert dict(stats[name].sizes) == {"chain": 2, "draw": 100}, name
+    accept = stats["acceptance_rate"].values.mean(axis=1)
+    assert accept == pytest.approx(saved["nuts_mean_accept_prob"], abs=1e-6)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    assert az.plot_energy(idata) is not None  # ArviZ's energy plot reads the written file
 
 
 def test_diagnose_a_point_mass_guide_explains_and_runs_the_rest(tmp_path):

@@ -38,6 +38,10 @@ class NutsReference:
     :param guide: site -> guide draws ``(1, S, M, *event)``.
     :param diverging: ``(chains, draws)`` bool, divergent transitions after warm-up.
     :param acceptance: mean acceptance probability of each chain's kept draws.
+    :param stats: per kept draw ``(chains, draws)``, in ArviZ's names: ``energy`` (the
+        Hamiltonian at the start of the transition), ``lp`` (log density of the draw, on the
+        unconstrained scale: minus the potential energy), ``step_size``, ``acceptance_rate``
+        (mean acceptance probability of the transition's proposals) and ``tree_depth``.
     :param mean_error_sd: site -> ``(M, dims)``: (E_q - E_p) / sd_p per dimension.
     :param sd_ratio: site -> ``(M, dims)``: sd_q / sd_p per dimension.
     :param max_rhat: largest split R-hat over every sampled dimension.
@@ -54,6 +58,7 @@ class NutsReference:
     max_rhat: float
     min_ess: float
     seconds: float
+    stats: dict[str, np.ndarray] | None = None
 
     def summary(self) -> dict:
         errors = np.concatenate([np.abs(e).ravel() for e in self.mean_error_sd.values()])
@@ -83,7 +88,7 @@ class NutsReference:
         dims = {name: ["point"] + _event_dims(name, v.ndim - 3) for name, v in self.nuts.items()}
         idata = az.from_dict(
             posterior=self.nuts,
-            sample_stats={"diverging": self.diverging},
+            sample_stats={"diverging": self.diverging, **(self.stats or {})},
             coords=coords,
             dims=dims,
         )
@@ -129,13 +134,14 @@ def nuts_reference(
     points = x[rows]
     conditioned = config_enumerate(model, default="parallel")
     nuts: dict[str, list[np.ndarray]] = {}
-    diverging, acceptance = [], []
+    diverging, acceptance, stats = [], [], []
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
         with frozen_parameters(model, guide):
-            mcmc, accept_prob, jit_compile = _run_chain(
+            mcmc, accept_prob, jit_compile, chain_stats = _run_chain(
                 conditioned, points, structure, num_samples, warmup_steps, jit_compile, progress
             )
+        stats.append(chain_stats)
         for name, value in mcmc.get_samples(group_by_chain=True).items():
             nuts.setdefault(name, []).append(value.detach().double().cpu().numpy())
         flags = np.zeros(num_samples, dtype=bool)
@@ -164,6 +170,7 @@ def nuts_reference(
         guide=q_samples,
         diverging=np.stack(diverging),
         acceptance=acceptance,
+        stats={k: np.stack([s[k] for s in stats]) for k in RecordingNUTS.STATS},
         mean_error_sd=errors,
         sd_ratio=ratios,
         max_rhat=float(max(float(rhat[v].max()) for v in rhat.data_vars)),
@@ -172,18 +179,65 @@ def nuts_reference(
     )
 
 
+class RecordingNUTS(NUTS):
+    """Pyro's NUTS, keeping for each transition what ArviZ's ``sample_stats`` holds
+    (:data:`STATS`) in ``last_stats``. Pyro's kernel keeps only running means (and the
+    divergences), so the values are read around its own steps: the Hamiltonian from its first
+    kinetic-energy evaluation, the depth from the deepest subtree it builds, the acceptance
+    probability from the change of its running mean."""
+
+    STATS = ("energy", "lp", "step_size", "acceptance_rate", "tree_depth")
+    last_stats: dict = {}
+    _first_kinetic: float | None = 0.0  # None only inside sample(): the next one is kept
+    _deepest: int = -1
+
+    def sample(self, params):
+        start_potential = self._potential_energy_last
+        mean_before, t_before = self._mean_accept_prob, self._t
+        self._first_kinetic, self._deepest = None, -1
+        z = super().sample(params)
+        n = self._t - self._warmup_steps if self._t > self._warmup_steps else self._t
+        if start_potential is None:  # the cache was empty: the kernel recomputed it
+            start_potential = self._potential_energy_last
+        if self._t == t_before + 1 and self._first_kinetic is not None:
+            accept = mean_before + (self._mean_accept_prob - mean_before) * n
+            if n == 1 and self._t == self._warmup_steps + 1:  # the running mean restarted
+                accept = self._mean_accept_prob
+            self.last_stats = {
+                "energy": float(self._first_kinetic + start_potential),
+                "lp": -float(self._potential_energy_last),
+                "step_size": float(self.step_size),
+                "acceptance_rate": float(accept),
+                "tree_depth": int(self._deepest + 1),
+            }
+        return z
+
+    def _kinetic_energy(self, r_unscaled):
+        energy = super()._kinetic_energy(r_unscaled)
+        if self._first_kinetic is None:
+            self._first_kinetic = float(energy)
+        return energy
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        self._deepest = max(self._deepest, tree_depth)
+        return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth, energy_current)
+
+
 def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, progress):
     """One NUTS chain on ``model(x)``: ``(mcmc, mean acceptance probability of the kept
-    draws, whether it ran compiled)``. Compiled with the PyTorch JIT when asked and possible
-    (about 2x faster on small networks), else eager."""
-    accept_prob = []
+    draws, whether it ran compiled, per-draw statistics (:attr:`RecordingNUTS.STATS` ->
+    ``(num_samples,)``))``. Compiled with the PyTorch JIT when asked and possible (about 2x
+    faster on small networks), else eager."""
+    stats: dict[str, list] = {}
 
     def record(kernel, samples, stage, i):
-        if stage == "Sample":  # the running mean over the draws kept so far
-            accept_prob[:] = [float(kernel.logging()["acc. prob"])]
+        if stage == "Sample":
+            for key, value in kernel.last_stats.items():
+                stats.setdefault(key, []).append(value)
 
     for jit in (True, False) if jit_compile else (False,):
-        kernel = NUTS(
+        stats.clear()
+        kernel = RecordingNUTS(
             model,
             max_plate_nesting=structure.max_plate_nesting,
             jit_compile=jit,
@@ -200,7 +254,9 @@ def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, prog
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=FutureWarning, module="torch.jit")
                 mcmc.run(x)
-            return mcmc, accept_prob[0], jit
+            chain_stats = {k: np.asarray(v) for k, v in stats.items()}
+            # the mean of the per-draw rates: Pyro's logged running mean is rounded to 3 places
+            return mcmc, float(chain_stats["acceptance_rate"].mean()), jit, chain_stats
         except (RuntimeError, TypeError) as exc:
             if not jit:
                 raise
