@@ -10,30 +10,8 @@ The argument is one of ``files``, ``config``, ``summary``, ``diagnostics``, ``fi
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
 
-from pyrovae.report import keys
-
-HEADERS = {
-    "files": ("file", "what it holds"),
-    "config": ("key", "what it is"),
-    "summary": ("key", "what it is", "units", "taken at"),
-    "diagnostics": ("key", "what it is", "units"),
-    "figures": ("figure", "what it shows"),
-}
-
-
-def key_rows(kind: str) -> list[tuple[str, ...]]:
-    """``(name, text, ...)`` per file or key of ``kind``, in the order of keys.toml."""
-    if kind == "files":
-        return list(keys.RUN_FILES.items())
-    if kind == "figures":
-        return [(f"{stem}.png", text) for stem, text in keys.FIGURE_CAPTIONS.items()]
-    if kind == "config":
-        return [(key, d.text) for key, d in keys.config_keys().items()]
-    if kind == "summary":
-        return [(k, d.text, d.units, keys.when_phrase(d)) for k, d in keys.SUMMARY_KEYS.items()]
-    if kind == "diagnostics":
-        return [(k, d.text, d.units) for k, d in keys.DIAGNOSTICS_KEYS.items()]
-    raise ValueError(f"run-folder-keys takes one of {', '.join(HEADERS)}, got {kind!r}")
+from pyrovae.report.keys import KEY_TABLE_HEADERS as HEADERS
+from pyrovae.report.keys import key_rows
 
 
 def _row(cells, header: bool = False) -> nodes.row:

@@ -65,3 +65,29 @@ def config_keys() -> dict[str, Described]:
         for option in recipe.options:
             helps.setdefault(f"options.{option.name}", Described(option.help))
     return helps
+
+
+KEY_TABLE_HEADERS = {
+    "files": ("file", "what it holds"),
+    "config": ("key", "what it is"),
+    "summary": ("key", "what it is", "units", "taken at"),
+    "diagnostics": ("key", "what it is", "units"),
+    "figures": ("figure", "what it shows"),
+}
+"""The column headers of each table of the documentation's run-folder page."""
+
+
+def key_rows(kind: str) -> list[tuple[str, ...]]:
+    """``(name, text, ...)`` per file or key of ``kind`` (a key of
+    :data:`KEY_TABLE_HEADERS`), in the order of keys.toml: the rows of the run-folder page."""
+    if kind == "files":
+        return list(RUN_FILES.items())
+    if kind == "figures":
+        return [(f"{stem}.png", text) for stem, text in FIGURE_CAPTIONS.items()]
+    if kind == "config":
+        return [(key, d.text) for key, d in config_keys().items()]
+    if kind == "summary":
+        return [(k, d.text, d.units, when_phrase(d)) for k, d in SUMMARY_KEYS.items()]
+    if kind == "diagnostics":
+        return [(k, d.text, d.units) for k, d in DIAGNOSTICS_KEYS.items()]
+    raise ValueError(f"key_rows takes one of {', '.join(KEY_TABLE_HEADERS)}, got {kind!r}")
