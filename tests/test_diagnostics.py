@@ -381,7 +381,7 @@ def test_recorded_nuts_statistics_against_a_known_density():
         if stage == "Sample":
             for key, value in kernel.last_stats.items():
                 stats.setdefault(key, []).append(value)
-            running[:] = [float(kernel.logging()["acc. prob"])]
+            running[:] = [float(kernel.logging()["acc. prob"]), kernel._mean_accept_prob]
 
     mcmc = MCMC(RecordingNUTS(model), 400, warmup_steps=200, hook_fn=record, disable_progbar=True)
     mcmc.run()
@@ -392,6 +392,7 @@ def test_recorded_nuts_statistics_against_a_known_density():
     kinetic = stats["energy"][1:] + stats["lp"][:-1]  # H = K + U, with U = -lp before the step
     assert (kinetic >= 0).all() and abs(kinetic.mean() - 1.5) < 0.3
     assert stats["acceptance_rate"].mean() == pytest.approx(running[0], abs=5e-4)  # 3 places
+    assert stats["acceptance_rate"].mean() == pytest.approx(running[1], abs=1e-6)
     assert ((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1)).all()
     assert set(np.unique(stats["tree_depth"])) <= set(range(1, 11))
     assert np.unique(stats["step_size"]).size == 1  # fixed after warm-up

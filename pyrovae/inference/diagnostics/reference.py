@@ -184,25 +184,27 @@ class RecordingNUTS(NUTS):
     (:data:`STATS`) in ``last_stats``. Pyro's kernel keeps only running means (and the
     divergences), so the values are read around its own steps: the Hamiltonian from its first
     kinetic-energy evaluation, the depth from the deepest subtree it builds, the acceptance
-    probability from the change of its running mean."""
+    probability from the proposals of the trees it doubles with (as its own ratio is made)."""
 
     STATS = ("energy", "lp", "step_size", "acceptance_rate", "tree_depth")
     last_stats: dict = {}
     _first_kinetic: float | None = 0.0  # None only inside sample(): the next one is kept
     _deepest: int = -1
+    _nesting: int = 0  # depth of _build_tree calls in progress; 0 between doublings
+    _accept_sum: float = 0.0
+    _proposals: int = 0
 
     def sample(self, params):
         start_potential = self._potential_energy_last
-        mean_before, t_before = self._mean_accept_prob, self._t
+        t_before = self._t
         self._first_kinetic, self._deepest = None, -1
+        self._nesting, self._accept_sum, self._proposals = 0, 0.0, 0
         z = super().sample(params)
-        n = self._t - self._warmup_steps if self._t > self._warmup_steps else self._t
         if start_potential is None:  # the cache was empty: the kernel recomputed it
             start_potential = self._potential_energy_last
         if self._t == t_before + 1 and self._first_kinetic is not None:
-            accept = mean_before + (self._mean_accept_prob - mean_before) * n
-            if n == 1 and self._t == self._warmup_steps + 1:  # the running mean restarted
-                accept = self._mean_accept_prob
+            # Pyro's own accept_prob: the trees' summed acceptance over their proposals
+            accept = self._accept_sum / self._proposals if self._proposals else 1.0
             self.last_stats = {
                 "energy": float(self._first_kinetic + start_potential),
                 "lp": -float(self._potential_energy_last),
@@ -220,7 +222,17 @@ class RecordingNUTS(NUTS):
 
     def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
         self._deepest = max(self._deepest, tree_depth)
-        return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth, energy_current)
+        self._nesting += 1
+        try:
+            tree = super()._build_tree(
+                z, r, z_grads, log_slice, direction, tree_depth, energy_current
+            )
+        finally:
+            self._nesting -= 1
+        if self._nesting == 0:  # a doubling of the trajectory, not one of its subtrees
+            self._accept_sum += float(tree.sum_accept_probs)
+            self._proposals += int(tree.num_proposals)
+        return tree
 
 
 def _run_chain(model, x, structure, num_samples, warmup_steps, jit_compile, progress):
