@@ -7,9 +7,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sphinx.util import logging
-
-logger = logging.getLogger(__name__)
 EXTERNAL = ("http", "https", "mailto", "data", "javascript")
 
 
@@ -54,6 +51,11 @@ def broken_links(root: Path) -> tuple[int, list[str]]:
 def _check(app, exception):
     if exception is not None or app.builder.format != "html":
         return
+    # Sphinx is imported here, by the build that calls this, so that broken_links and its
+    # test need only the standard library (the dev environment has no Sphinx).
+    from sphinx.util import logging
+
+    logger = logging.getLogger(__name__)
     checked, broken = broken_links(Path(app.outdir))
     for problem in broken:
         logger.warning(f"broken internal link: {problem}")
