@@ -64,7 +64,8 @@ def _copy_mathjax(app, exception):
 
 
 def setup(app):
-    app.connect("build-finished", _copy_mathjax)
+    # Before site_links checks the built pages (default priority 500), which link to these files.
+    app.connect("build-finished", _copy_mathjax, priority=100)
 
 
 html_theme = "furo"
