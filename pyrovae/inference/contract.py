@@ -9,7 +9,8 @@ here in a one-line error that names the site, the shapes at the real batch size 
 - a distribution whose batch shape a ``pyro.plate`` cannot broadcast, or whose per-row
   dimensions are not declared an event (``.to_event(1)`` missing);
 - an observed ``x`` outside any ``pyro.plate`` over the rows (a missing plate), or no site
-  that observes ``x`` at all (``obs=x`` missing);
+  that observes ``x`` at all (``obs=x`` missing, ``x`` only recorded with
+  ``pyro.deterministic``, or observed in another shape);
 - latent sites whose names, or whose shapes, differ between model and guide;
 - data outside the support of the distribution that observes them.
 
@@ -125,23 +126,63 @@ def _compare_latent_shapes(model, guide_trace, args) -> None:
             )
 
 
+def observes(site) -> bool:
+    """Whether a sample site observes data (``obs=``). Pyro records ``pyro.deterministic``
+    as an observed Delta site too, but such a site only records a value: it observes
+    nothing."""
+    return bool(site["is_observed"]) and not site["infer"].get("_deterministic", False)
+
+
+def _shape(value) -> tuple | None:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
 def observed_site(model_trace, x: torch.Tensor) -> str:
-    """The name of the sample site that observes ``x`` (its value has x's shape)."""
+    """The name of the sample site that observes ``x`` (``obs=`` a value of x's shape)."""
     sites = _sample_sites(model_trace)
     for name, site in reversed(sites.items()):
-        value = site["value"]
-        if site["is_observed"] and isinstance(value, torch.Tensor) and value.shape == x.shape:
+        if observes(site) and _shape(site["value"]) == tuple(x.shape):
             return name
     _check_unobserved_data(model_trace, x)
+    observed = [
+        f"{name!r} of shape {_shape(site['value'])}"
+        for name, site in sites.items()
+        if observes(site)
+    ]
+    what = f"; it observes {', '.join(observed)}" if observed else ""
+    recorded = [
+        name
+        for name, site in sites.items()
+        if site["infer"].get("_deterministic") and _shape(site["value"]) == tuple(x.shape)
+    ]
+    if recorded:
+        raise PyrovaeError(
+            f"the model only records x at site {recorded[0]!r} with pyro.deterministic, which "
+            f"observes nothing{what}; x must be observed with obs=x: "
+            f"pyro.sample({recorded[0]!r}, likelihood, obs=x)"
+        )
     raise PyrovaeError(
-        f"the model has no sample site that observes x (shape {tuple(x.shape)}); add obs=x "
-        "to the site of the data, e.g. pyro.sample('x', likelihood, obs=x)"
+        f"the model has no sample site that observes x (shape {tuple(x.shape)}){what}; add "
+        "obs=x to the site of the data, e.g. pyro.sample('x', likelihood, obs=x)"
     )
 
 
+def row_frames(site, rows: int) -> list:
+    """The vectorized plates of ``site`` over the ``rows`` rows of the data: of that size, or
+    of a size Pyro infers (``pyro.plate("data")``) that is ``rows`` in the site's batch."""
+    batch_shape = getattr(site["fn"], "batch_shape", torch.Size())
+    frames = []
+    for f in site["cond_indep_stack"]:
+        if not f.vectorized or f.dim is None:
+            continue
+        inferred = f.size in (None, -1) and -f.dim <= len(batch_shape)
+        if f.size == rows or (inferred and batch_shape[f.dim] == rows):
+            frames.append(f)
+    return frames
+
+
 def _check_data_plate(model_trace, name: str, rows: int) -> None:
-    frames = [f for f in model_trace.nodes[name]["cond_indep_stack"] if f.vectorized]
-    if rows > 1 and not any(f.size == rows for f in frames):
+    if rows > 1 and not row_frames(model_trace.nodes[name], rows):
         raise PyrovaeError(
             f"site {name!r} observes the {rows} rows of x outside any pyro.plate over them; "
             "put the per-row statements of model and guide in "

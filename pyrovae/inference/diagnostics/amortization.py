@@ -130,7 +130,8 @@ def free_guide(guide, x: torch.Tensor, structure: PairStructure) -> tuple:
             with ExitStack() as stack:
                 for frame in site.frames:
                     if frame.name not in plates:
-                        plates[frame.name] = pyro.plate(frame.name, frame.size, dim=frame.dim)
+                        size = None if frame.size in (None, -1) else frame.size  # -1: inferred
+                        plates[frame.name] = pyro.plate(frame.name, size, dim=frame.dim)
                     stack.enter_context(plates[frame.name])
                 pyro.sample(site.name, site.distribution(), infer=dict(site.infer))
 

@@ -17,6 +17,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.contract import observes, row_frames
 
 PARTICLE_PLATE = "diagnostics_particles"
 """The vectorized plate of independent draws that the diagnostics add left of the pair's."""
@@ -120,8 +121,9 @@ def trace_pair(model, guide, x: torch.Tensor):
 
 def _observed_site(model_trace, x: torch.Tensor) -> str:
     for name in reversed(sample_site_names(model_trace, observed=True)):
-        value = model_trace.nodes[name]["value"]
-        if isinstance(value, torch.Tensor) and value.shape == x.shape:
+        site = model_trace.nodes[name]
+        value = site["value"]
+        if observes(site) and isinstance(value, torch.Tensor) and value.shape == x.shape:
             return name
     raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")
 
@@ -142,11 +144,7 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
     model_trace, guide_trace = trace_pair(model, guide, probe)
     obs = _observed_site(model_trace, probe)
     rows = probe.shape[0]
-    frames = [
-        f
-        for f in model_trace.nodes[obs]["cond_indep_stack"]
-        if f.vectorized and f.size == rows and f.dim is not None
-    ]
+    frames = row_frames(model_trace.nodes[obs], rows)
     if not frames:
         raise PyrovaeError(
             f"the model's observed site {obs!r} is not inside a plate over the rows of x; "
