@@ -9,7 +9,8 @@ import pyro.poutine as poutine
 import torch
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.structure import inspect_pair, sample_site_names
+from pyrovae.inference.contract import observed_site
+from pyrovae.inference.diagnostics.structure import inspect_pair
 
 
 def latent_site(model, guide, x: torch.Tensor) -> str:
@@ -29,11 +30,7 @@ def obs_site(model, x: torch.Tensor) -> str:
     name = getattr(model, "obs_site", None)
     if name is not None:
         return name
-    trace = poutine.trace(model).get_trace(x)
-    for name in reversed(sample_site_names(trace, observed=True)):
-        if trace.nodes[name]["value"].shape == x.shape:
-            return name
-    raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")
+    return observed_site(poutine.trace(model).get_trace(x), x)
 
 
 def _obs_distribution(model, x: torch.Tensor, data: dict | None = None, uncondition=False):

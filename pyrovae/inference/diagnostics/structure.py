@@ -17,7 +17,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.contract import observes, row_frames
+from pyrovae.inference.contract import observed_site, row_frames
 
 PARTICLE_PLATE = "diagnostics_particles"
 """The vectorized plate of independent draws that the diagnostics add left of the pair's."""
@@ -119,15 +119,6 @@ def trace_pair(model, guide, x: torch.Tensor):
     return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
-def _observed_site(model_trace, x: torch.Tensor) -> str:
-    for name in reversed(sample_site_names(model_trace, observed=True)):
-        site = model_trace.nodes[name]
-        value = site["value"]
-        if observes(site) and isinstance(value, torch.Tensor) and value.shape == x.shape:
-            return name
-    raise PyrovaeError("the model has no sample site that observes x; add obs=x to one")
-
-
 def _plate_dims(trace) -> list[int]:
     return [
         frame.dim
@@ -142,7 +133,7 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
     """Trace ``guide(x)`` and ``model(x)`` once on a few rows of ``x: (n, D)`` and describe them."""
     probe = probe_rows(x)
     model_trace, guide_trace = trace_pair(model, guide, probe)
-    obs = _observed_site(model_trace, probe)
+    obs = observed_site(model_trace, probe)
     rows = probe.shape[0]
     frames = row_frames(model_trace.nodes[obs], rows)
     if not frames:
