@@ -1,3 +1,5 @@
+import sys
+
 import pyro
 import pytest
 import torch
@@ -11,3 +13,12 @@ def fresh_pyro_state():
     torch.set_num_threads(2)
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """A folder on sys.path for the user modules a test writes; they are forgotten after it."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for name in [m for m in sys.modules if m.startswith("user_")]:
+        del sys.modules[name]

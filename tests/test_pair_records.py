@@ -55,14 +55,6 @@ def model_with(body: str) -> str:
     return HEADER + model + GUIDE
 
 
-@pytest.fixture
-def user_dir(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    for name in [m for m in sys.modules if m.startswith("user_")]:
-        del sys.modules[name]
-
-
 def write(folder, name: str, source: str) -> str:
     (folder / f"{name}.py").write_text(source)
     sys.modules.pop(name, None)
