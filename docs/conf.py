@@ -51,7 +51,10 @@ mathjax2_config = {
     "tex2jax": {
         "processClass": "tex2jax_process|mathjax_process|math|output_area",
         "ignoreClass": "tex2jax_ignore|mathjax_ignore",
-    }
+    },
+    # The package ships the STIX-Web fonts only; MathJax's default (TeX) fonts are not there.
+    "HTML-CSS": {"availableFonts": ["STIX-Web"], "webFont": "STIX-Web", "imageFont": None},
+    "SVG": {"font": "STIX-Web"},
 }
 
 
