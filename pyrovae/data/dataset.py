@@ -166,6 +166,35 @@ def check_data(
     _SUPPORT_CHECKS[support or "real"](x, name, likelihood)
 
 
+def value_levels(*xs: torch.Tensor, most: int = 256) -> int | None:
+    """The fewest L <= ``most`` such that every value is one of ``k / (L - 1)``, k = 0..L-1
+    (17 for scikit-learn's digits, 256 for 8-bit images divided by 255), or None."""
+    flat = torch.cat([x.reshape(-1) for x in xs])
+    if not flat.numel() or flat.min() < 0 or flat.max() > 1:
+        return None
+    # The grid of a sample first, then one check of every value against it: torch.unique
+    # of a large image set sorts all its values.
+    for values in (torch.unique(flat[:100_000]), torch.unique(flat)):
+        steps = _grid_steps(values.double(), most)
+        if steps is not None and _on_grid(flat, steps):
+            return steps + 1
+    return None
+
+
+def _grid_steps(values: torch.Tensor, most: int) -> int | None:
+    if len(values) > most:
+        return None
+    for steps in range(1, most):
+        if _on_grid(values, steps):
+            return steps
+    return None
+
+
+def _on_grid(x: torch.Tensor, steps: int) -> bool:
+    scaled = x * steps
+    return bool(((scaled - scaled.round()).abs() < 1e-4).all())
+
+
 def support_of(*xs: torch.Tensor) -> str:
     """'unit' when every value of every tensor lies in [0, 1], else 'real'."""
     in_unit = all(x.numel() == 0 or (x.min() >= 0 and x.max() <= 1) for x in xs)

@@ -54,7 +54,7 @@ HELD_OUT_BINARIZATION_SEED = 20141220
 """Seed of the one-off binarization of validation and test rows: fixed, so that held-out
 ELBOs of runs with different ``--seed`` are computed on the same binary images."""
 
-SUPPORTS = ("binary", "unit", "real")
+SUPPORTS = ("binary", "levels", "unit", "real")
 
 
 @dataclass
@@ -63,6 +63,7 @@ class PreparedData:
 
     :param observation: the name of the distribution the model observes x with (e.g.
         ``Bernoulli``), as read from the model; it decided the preparation.
+    :param support: what that distribution scores (one of :data:`SUPPORTS`).
     :param x_train: ``(n_train, D)`` as the model sees it (gray levels under dynamic
         binarization, which draws fresh binary pixels for every batch).
     :param x_val_gray, x_test_gray: with dynamic binarization, the held-out rows before
@@ -81,6 +82,13 @@ class PreparedData:
     dynamic_binarization: bool
     x_val_gray: torch.Tensor | None = None
     x_test_gray: torch.Tensor | None = None
+    support: str = "real"
+
+    @property
+    def discrete(self) -> bool:
+        """Whether the held-out rows are scored by a probability mass function (binary or
+        quantized values), so that log-likelihoods convert to bits per dimension."""
+        return self.support in ("binary", "levels") and _is_binary_or_grid(self)
 
     @property
     def batch_transform(self):
@@ -100,6 +108,11 @@ def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
 
 
+def _is_binary_or_grid(data: PreparedData) -> bool:
+    # Gray levels scored by a Bernoulli (--gray-bernoulli) are not a probability mass.
+    return data.support == "levels" or _is_binary(data.x_test)
+
+
 def prepare(
     dataset: Dataset,
     *,
@@ -113,7 +126,7 @@ def prepare(
     """Split off validation rows and make the data fit the model's observation distribution.
 
     :param support: what that distribution scores: ``"binary"`` (0/1, a Bernoulli),
-        ``"unit"`` (values in [0, 1]) or ``"real"``.
+        ``"levels"`` (quantized values in [0, 1]), ``"unit"`` (values in [0, 1]) or ``"real"``.
     :param observation: its name, for the messages and the run's summary.
     :param binarization: for binary support and gray-level data: ``"dynamic"`` (a fresh
         Bernoulli draw of every pixel for each batch; held-out rows drawn once with
@@ -146,5 +159,15 @@ def prepare(
                 "--gray-bernoulli to score gray levels anyway (not a normalized likelihood)"
             )
     return PreparedData(
-        dataset, observation, x_train, y_train, x_val, y_val, x_test, y_test, dynamic, *gray
+        dataset,
+        observation,
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        dynamic,
+        *gray,
+        support=support,
     )

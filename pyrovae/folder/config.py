@@ -87,7 +87,8 @@ class TrainConfig(TrainSettings):
     )
     likelihood: str | None = option(
         None,
-        "p(x|z): bernoulli, continuous-bernoulli or gaussian "
+        "p(x|z): bernoulli, continuous-bernoulli, discretized-logistic (quantized levels, "
+        "e.g. 8-bit pixels) or gaussian "
         "(default: bernoulli for data in [0, 1], gaussian otherwise)",
     )
     binarize: str = option(

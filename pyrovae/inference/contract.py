@@ -297,14 +297,17 @@ def check_pair(model, guide, *args) -> PairInfo:
 
 
 _DISTRIBUTION_PACKAGES = ("pyro.distributions", "torch.distributions")
+# Base classes name no family: a new distribution derived from them reports its own name.
+_BASES = {"TorchDistribution", "TorchDistributionMixin", "Distribution", "ExponentialFamily"}
 
 
 def observation(model, x: torch.Tensor) -> tuple[str, str]:
     """``(name, support)`` of the distribution with which ``model`` observes ``x: (n, D)``.
 
     ``name`` is the class of the distribution, or of the nearest Pyro / torch distribution
-    it derives from. ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"unit"`` (values in
-    [0, 1]), ``"real"`` or ``"other"``; the model runs once on ``x`` without argument
+    it derives from. ``support`` is ``"binary"`` (0/1: a Bernoulli), ``"levels"`` (a discrete
+    grid in [0, 1], e.g. 8-bit pixels), ``"unit"`` (values in [0, 1]), ``"real"`` or
+    ``"other"``; the model runs once on ``x`` without argument
     checks (gray levels under a Bernoulli are what binarization is for).
     """
     try:
@@ -317,7 +320,11 @@ def observation(model, x: torch.Tensor) -> tuple[str, str]:
         fn = fn.base_dist
     support = _support_kind(fn.support)
     # A subclass (e.g. one with a faster log_prob) reports the Pyro or torch family it is.
-    families = (c for c in type(fn).__mro__ if c.__module__.startswith(_DISTRIBUTION_PACKAGES))
+    families = (
+        c
+        for c in type(fn).__mro__
+        if c.__module__.startswith(_DISTRIBUTION_PACKAGES) and c.__name__ not in _BASES
+    )
     return next(families, type(fn)).__name__, support
 
 
@@ -331,7 +338,7 @@ def _support_kind(support) -> str:
         and float(support.lower_bound) == 0.0
         and float(support.upper_bound) == 1.0
     ):
-        return "unit"
+        return "levels" if support.is_discrete else "unit"
     if support is constraints.real:
         return "real"
     return "other"

@@ -19,6 +19,8 @@ class ModelSpec:
     :param num_classes: number of classes K when the data are labelled.
     :param num_data: number of training rows (for models with global latent variables).
     :param image_shape: ``(H, W)`` when rows are flattened images.
+    :param levels: L when every value is one of ``k / (L - 1)``, k = 0..L-1 (L <= 256;
+        e.g. 256 for 8-bit images), else None.
     :param net: ``"mlp"`` or ``"conv"``: the networks of models and guides that offer both.
     :param options: model-specific extras, passed through untouched.
     """
@@ -32,5 +34,6 @@ class ModelSpec:
     num_classes: int | None = None
     num_data: int | None = None
     image_shape: tuple[int, int] | None = None
+    levels: int | None = None
     net: str = "mlp"
     options: dict = field(default_factory=dict)

@@ -90,6 +90,7 @@ def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> M
         num_classes=dataset.num_classes,
         num_data=n - round(config.val_fraction * n),
         image_shape=dataset.image_shape,
+        levels=data_lib.value_levels(dataset.x_train, dataset.x_test),
         net=config.net,
         options=dict(config.options),
     )
@@ -145,7 +146,7 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
             "neural models, vae, ssvae, ae and gumbel-vae, offer it)"
         )
     name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
-    if dataset.features is not None and support in ("binary", "unit"):
+    if dataset.features is not None and support in ("binary", "levels", "unit"):
         raise PyrovaeError(
             f"--features gives real-valued posterior means, but the model observes x with a "
             f"{name} on [0, 1]; use --likelihood gaussian (the default for features)"

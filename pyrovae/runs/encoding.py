@@ -60,7 +60,7 @@ def checked_rows(run, x) -> torch.Tensor:
         raise PyrovaeError(f"x has {bad} NaN or infinite values; features need finite rows")
     probe = run.data.x_test[:2].to(device_of(run.model, run.guide))
     name, support = observation(run.model, probe)
-    if support in ("binary", "unit") and x.numel() and (x.min() < 0 or x.max() > 1):
+    if support in ("binary", "levels", "unit") and x.numel() and (x.min() < 0 or x.max() > 1):
         raise PyrovaeError(
             f"x has values in [{x.min().item():.4g}, {x.max().item():.4g}] but the run's "
             f"{name} observes values in [0, 1]; scale the rows as the run's data set "
