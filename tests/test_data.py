@@ -138,7 +138,7 @@ GOOD = {"x_train": np.zeros((4, 3)), "x_test": np.zeros((2, 3))}
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"x_train": np.zeros((4, 2, 2, 2))}, r"x_train has shape \(4, 2, 2, 2\): expected"),
+        ({"x_train": np.zeros((4, 2, 2, 2, 2))}, r"x_train has shape \(4, 2, 2, 2, 2\): expected"),
         ({"x_test": np.zeros(5)}, r"x_test has shape \(5,\): expected"),
         ({"x_test": np.zeros((2, 4))}, "differ"),
         ({"x_train": np.array([[0, np.nan, np.nan]] * 4)}, "x_train has 8 NaN values"),

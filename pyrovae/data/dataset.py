@@ -20,7 +20,9 @@ class Dataset:
     """A train/test pair of flattened data matrices with optional labels.
 
     ``x_train``: (n_train, D) float32; ``x_test``: (n_test, D) float32; ``y_*``: (n,) int64 or
-    None. ``image_shape`` is (H, W) when rows are flattened grayscale images, else None.
+    None. ``image_shape`` is (H, W) when rows are flattened grayscale images, (C, H, W) for
+    several channels (rows flattened channel-first), else None. ``layout`` says what a loader
+    read (shapes, layout, scaling), where it had a choice.
     ``support`` is "unit" when every value lies in [0, 1], else "real". ``features``
     describes the source when the rows are another run's features (:func:`with_features`).
     """
@@ -30,12 +32,13 @@ class Dataset:
     x_test: torch.Tensor
     y_train: torch.Tensor | None
     y_test: torch.Tensor | None
-    image_shape: tuple[int, int] | None
+    image_shape: tuple[int, ...] | None
     support: str
     num_classes: int | None = None
     extras: dict = field(default_factory=dict)
     class_names: tuple[str, ...] | None = None  # when the classes have names besides numbers
     features: dict | None = None
+    layout: str | None = None
 
     @property
     def x_dim(self) -> int:

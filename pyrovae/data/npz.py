@@ -45,18 +45,73 @@ def _is_real_dtype(dtype: np.dtype) -> bool:
     return dtype == np.bool_ or any(np.issubdtype(dtype, k) for k in (np.integer, np.floating))
 
 
-def _npz_x(x: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, int] | None]:
-    """(n, D) float32 tensor from a rank-2 or rank-3 numeric array, and (H, W) for rank 3."""
-    if x.ndim not in (2, 3):
+CHANNELS = (1, 3)
+"""Channel counts of image arrays: grey levels and RGB."""
+
+
+def _layout(shape: tuple[int, ...], key: str) -> str:
+    """ "rows", "HW", "HWC" or "CHW" for an array of ``shape``, or a one-line error."""
+    if len(shape) == 2:
+        return "rows"
+    if len(shape) == 3:
+        return "HW"
+    if len(shape) != 4:
         raise PyrovaeError(
-            f"{key} has shape {x.shape}: expected (n, features) or (n, height, width)"
+            f"{key} has shape {shape}: expected (n, features), (n, height, width), "
+            "(n, height, width, channels) or (n, channels, height, width)"
         )
+    last, first = shape[3] in CHANNELS, shape[1] in CHANNELS
+    if last != first:
+        return "HWC" if last else "CHW"
+    if shape[3] == 4 or shape[1] == 4:
+        raise PyrovaeError(
+            f"{key} has shape {shape}: 4 channels (RGBA?); keep the colour channels, "
+            "x[..., :3] (channels last) or x[:, :3] (channels first)"
+        )
+    raise PyrovaeError(
+        f"{key} has shape {shape}: cannot tell its channels (1 or 3) from its height and "
+        "width; store it as (n, height, width, channels) with height and width above 3"
+    )
+
+
+def _npz_x(x: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, ...] | None, str]:
+    """``(n, D)`` float32 rows (images flattened channel-first), the image shape ((H, W) or
+    (C, H, W), None for plain rows) and a description of what was read.
+
+    uint8 values are 8-bit levels and are divided by 255; other numbers are kept as they are,
+    except integers 0..255 stored as floats (8-bit levels not scaled), which are refused.
+    """
+    layout = _layout(x.shape, key)
     if not _is_real_dtype(x.dtype):
         raise PyrovaeError(f"{key} has dtype {x.dtype}; store numbers (e.g. float32)")
     if len(x) == 0 or x[0].size == 0:
         raise PyrovaeError(f"{key} has shape {x.shape} with no data; store at least one row")
-    image_shape = (int(x.shape[1]), int(x.shape[2])) if x.ndim == 3 else None
-    return torch.from_numpy(x.reshape(len(x), -1).astype(np.float32)), image_shape
+    if layout == "HWC":
+        x = np.moveaxis(x, 3, 1)
+    image_shape = None
+    if layout != "rows":
+        image_shape = tuple(int(d) for d in x.shape[1:])
+        if image_shape[0] == 1 and len(image_shape) == 3:
+            image_shape = image_shape[1:]  # one channel is recorded as (H, W), grey levels
+    eight_bit = x.dtype == np.uint8
+    rows = x.reshape(len(x), -1).astype(np.float32)
+    if eight_bit:
+        rows /= 255.0
+    elif np.issubdtype(x.dtype, np.floating) and _unscaled_bytes(rows):
+        raise PyrovaeError(
+            f"{key} holds whole numbers from 0 to 255 as {x.dtype}: 8-bit pixels not scaled? "
+            "store them as uint8 (read as x / 255) or divide by 255 before saving"
+        )
+    read = {"rows": "(n, D)", "HW": "(n, H, W)", "HWC": "(n, H, W, C)", "CHW": "(n, C, H, W)"}
+    what = f"{key} {tuple(int(d) for d in (len(x), *x.shape[1:]))} read as {read[layout]}"
+    if eight_bit:
+        what += ", uint8 / 255"
+    return torch.from_numpy(rows), image_shape, what
+
+
+def _unscaled_bytes(rows: np.ndarray) -> bool:
+    top = float(rows.max())
+    return 1.0 < top <= 255.0 and float(rows.min()) >= 0.0 and bool(np.all(rows == np.round(rows)))
 
 
 def _npz_y(y: np.ndarray | None, key: str, n: int) -> torch.Tensor | None:
@@ -74,10 +129,12 @@ def _npz_y(y: np.ndarray | None, key: str, n: int) -> torch.Tensor | None:
 
 
 def load_npz(path: Path) -> Dataset:
-    """A data set from ``path``: x_train, x_test (n, D) or (n, H, W); optional y_train, y_test."""
+    """A data set from ``path``: x_train, x_test as (n, D), (n, H, W), (n, H, W, C) or
+    (n, C, H, W) with C = 1 or 3 (uint8: 8-bit levels, divided by 255); optional y_train,
+    y_test. ``Dataset.layout`` says what was read."""
     arrays = _npz_arrays(path)
-    x_train, image_shape = _npz_x(arrays["x_train"], "x_train")
-    x_test, test_shape = _npz_x(arrays["x_test"], "x_test")
+    x_train, image_shape, read_train = _npz_x(arrays["x_train"], "x_train")
+    x_test, test_shape, read_test = _npz_x(arrays["x_test"], "x_test")
     if x_train.shape[1] != x_test.shape[1] or image_shape != test_shape:
         raise PyrovaeError(
             f"x_train rows {arrays['x_train'].shape[1:]} and x_test rows "
@@ -96,6 +153,7 @@ def load_npz(path: Path) -> Dataset:
         image_shape=image_shape,
         support="real",
         num_classes=max(int(y.max()) for y in labels) + 1 if labels else None,
+        layout=f"{path.name}: {read_train}; {read_test}",
     )
     checked(dataset)
     dataset.support = support_of(x_train, x_test)

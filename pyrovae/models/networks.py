@@ -28,18 +28,25 @@ NETS = ("mlp", "conv")
 CONV_CHANNELS = (32, 64)
 
 
+def _channels_height_width(image_shape) -> tuple[int, int, int]:
+    """``(C, H, W)`` of an ``(H, W)`` (one channel) or ``(C, H, W)`` image shape."""
+    *channels, h, w = image_shape
+    return (channels[0] if channels else 1), h, w
+
+
 def _conv_grid(image_shape) -> tuple[int, int]:
     """The ``(h, w)`` left after two stride-2 convolutions of an ``image_shape`` image."""
-    if image_shape is None or any(d % 4 for d in image_shape):
+    if image_shape is None or any(d % 4 for d in _channels_height_width(image_shape)[1:]):
         raise PyrovaeError(
             f"--net conv needs images whose height and width are multiples of 4 (8x8, 28x28), "
             f"got {'no image shape' if image_shape is None else image_shape}; use --net mlp"
         )
-    return image_shape[0] // 4, image_shape[1] // 4
+    _, h, w = _channels_height_width(image_shape)
+    return h // 4, w // 4
 
 
 class ConvEncoder(nn.Module):
-    """Images ``(..., H*W)`` -> ``(..., out_features)``: two stride-2 4x4 convolutions (32 and
+    """Images ``(..., C*H*W)`` -> ``(..., out_features)``: two stride-2 4x4 convolutions (32 and
     64 channels, ReLU), then an MLP ``head`` through ``hidden`` widths; any leading dims.
 
     With ``extra_features`` the head takes ``[features(x), extra]``: the caller joins
@@ -51,18 +58,18 @@ class ConvEncoder(nn.Module):
     ):
         super().__init__()
         h, w = _conv_grid(image_shape)
-        self.image_shape = tuple(image_shape)
+        self.image_shape = _channels_height_width(image_shape)
         c1, c2 = CONV_CHANNELS
         self.convs = nn.Sequential(
-            nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(self.image_shape[0], c1, 4, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
         )  # fmt: skip
         self.head = mlp([c2 * h * w + extra_features, *hidden, out_features])
 
     def features(self, x):
-        """The convolutions' output, flattened: ``(..., H*W)`` -> ``(..., 64 H/4 W/4)``."""
+        """The convolutions' output, flattened: ``(..., C*H*W)`` -> ``(..., 64 H/4 W/4)``."""
         lead = x.shape[:-1]
-        images = x.reshape(-1, 1, *self.image_shape)
+        images = x.reshape(-1, *self.image_shape)
         return self.convs(images).flatten(1).reshape(*lead, -1)
 
     def forward(self, x):
@@ -70,19 +77,20 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Codes ``(..., in_features)`` -> images ``(..., H*W)``: an MLP through ``hidden`` widths to
+    """Codes ``(..., in_features)`` -> images ``(..., C*H*W)``: an MLP through ``hidden`` widths to
     a 64-channel grid of H/4 x W/4, then two stride-2 transposed convolutions; any leading
     dims. The output is raw (logits or means: the likelihood decides)."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], image_shape):
         super().__init__()
         self.grid = _conv_grid(image_shape)
+        channels = _channels_height_width(image_shape)[0]
         c1, c2 = CONV_CHANNELS
         h, w = self.grid
         self.head = nn.Sequential(mlp([in_features, *hidden, c2 * h * w]), nn.ReLU())
         self.deconvs = nn.Sequential(
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(c1, channels, 4, stride=2, padding=1),
         )  # fmt: skip
 
     def forward(self, z):
@@ -90,7 +98,7 @@ class ConvDecoder(nn.Module):
 
     def expand(self, hidden):
         """The transposed convolutions over the head's output: ``(..., 64 H/4 W/4)`` ->
-        ``(..., H*W)``."""
+        ``(..., C*H*W)``."""
         lead = hidden.shape[:-1]
         grid = hidden.reshape(-1, CONV_CHANNELS[1], *self.grid)
         return self.deconvs(grid).flatten(1).reshape(*lead, -1)

@@ -56,16 +56,18 @@ def save_figure(fig: Figure, path) -> Path:
 
 
 def tile_images(
-    images: np.ndarray, image_shape: tuple[int, int], nrow: int, normalize: bool = False
+    images: np.ndarray, image_shape: tuple[int, ...], nrow: int, normalize: bool = False
 ) -> np.ndarray:
-    """Images ``(n, h*w)`` -> one grayscale ``(H, W)`` array in [0, 1], tiled by make_grid.
+    """Images ``(n, C*h*w)`` -> one array in [0, 1], tiled by make_grid: grayscale
+    ``(H, W)`` for ``image_shape = (h, w)``, RGB ``(H, W, 3)`` for ``(3, h, w)``.
 
     ``nrow`` images per row, ``GRID_PADDING`` white pixels between and around them. Values
     are clamped to [0, 1]; ``normalize=True`` instead rescales each image on its own to
     [0, 1] (make_grid's ``normalize`` and ``scale_each``).
     """
-    h, w = image_shape
-    t = torch.as_tensor(images, dtype=torch.float32).reshape(-1, 1, h, w)
+    *channels, h, w = image_shape
+    c = channels[0] if channels else 1
+    t = torch.as_tensor(images, dtype=torch.float32).reshape(-1, c, h, w)
     if not normalize:
         t = t.clamp(0.0, 1.0)
     grid = make_grid(
@@ -76,21 +78,22 @@ def tile_images(
         scale_each=normalize,
         pad_value=1.0,
     )
-    return grid[0].numpy()
+    return grid[0].numpy() if c == 1 else grid.permute(1, 2, 0).numpy()
 
 
 def grid_figsize(shape: tuple[int, int], max_inches: float = 10.0) -> tuple[float, float]:
-    """Figure size ``(width, height)`` in inches for an ``(H, W)`` pixel grid.
+    """Figure size ``(width, height)`` in inches for an ``(H, W)`` or ``(H, W, 3)`` pixel grid.
 
     The longer side is ``max_inches``, the aspect is kept, and 0.6 inch is added for a title.
     """
-    h, w = shape
+    h, w = shape[:2]
     scale = max_inches / max(h, w)
     return max(w * scale, 2.5), max(h * scale, 1.2) + 0.6
 
 
 def show_grid(ax, grid: np.ndarray, title: str = "") -> None:
-    """Draw an ``(H, W)`` grayscale grid in [0, 1] on ``ax``, without ticks."""
+    """Draw an ``(H, W)`` grayscale or ``(H, W, 3)`` RGB grid in [0, 1] on ``ax``, without
+    ticks."""
     ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -6,8 +6,8 @@ arguments plus a destination, ``plot_xxx(..., path) -> Path``, which is
 the tensors (``torch.Tensor`` or numpy arrays).
 
 Data kinds, decided from ``image_shape`` and the width ``D`` of an ``(n, D)`` array:
-``image_shape=(h, w)`` -> grayscale images; ``D == 2`` -> points in the plane;
-anything else -> a heat map of the rows.
+``image_shape=(h, w)`` -> grayscale images, ``(3, h, w)`` -> RGB images; ``D == 2`` ->
+points in the plane; anything else -> a heat map of the rows.
 """
 
 from __future__ import annotations
@@ -48,13 +48,14 @@ def _same_shape(a: np.ndarray, b: np.ndarray, names: str) -> None:
         raise PyrovaeError(f"{names} must have the same shape, got {a.shape} and {b.shape}")
 
 
-def _kind(data: np.ndarray, image_shape: tuple[int, int] | None) -> str:
+def _kind(data: np.ndarray, image_shape: tuple[int, ...] | None) -> str:
     """'image', 'points' or 'vector' for an (n, D) array."""
     if image_shape is not None:
-        h, w = image_shape
-        if h * w != data.shape[1]:
+        values = math.prod(image_shape)
+        if values != data.shape[1]:
+            what = "pixels" if len(image_shape) == 2 else "values (C x H x W)"
             raise PyrovaeError(
-                f"image_shape {tuple(image_shape)} has {h * w} pixels but the data has "
+                f"image_shape {tuple(image_shape)} has {values} {what} but the data has "
                 f"D = {data.shape[1]} columns"
             )
         return "image"
@@ -478,7 +479,7 @@ def image_grid_figure(
     nrow: int | None = None,
     normalize: bool = False,
 ) -> Figure:
-    """Grayscale grid of images (n, h*w) with ``nrow`` per row (default ceil(sqrt(n))).
+    """Grid of images (n, C*h*w), grayscale or RGB, with ``nrow`` per row (default ceil(sqrt(n))).
 
     Values are clamped to [0, 1]; ``normalize=True`` instead rescales each image to [0, 1]
     on its own (make_grid's normalize + scale_each), e.g. for loadings or features.
@@ -539,7 +540,7 @@ def traversals_figure(
     fig = Figure(figsize=grid_figsize(grid.shape, max_inches=8.0), layout="constrained")
     ax = fig.add_subplot()
     show_grid(ax, grid, title or "Latent traversals (others at a data point's posterior mean)")
-    h, w = image_shape
+    h, w = image_shape[-2:]
     ax.set_yticks([_tile_center(i, h) for i in range(rows)], list(row_labels))
     ax.set_xticks([_tile_center(j, w) for j in range(columns)], [f"{v:+.1f}" for v in values])
     ax.set_xlabel("value of the swept dimension")

@@ -129,6 +129,8 @@ def _train(
     built = build_from_config(config, programs, group.device if group else None, trust_code)
     config, data, recipe, device = built.config, built.data, built.recipe, built.device
     model, guide = built.model, built.guide
+    if data.dataset.layout and is_main and not config.quiet:
+        print(f"data: {data.dataset.layout}")
     if group is not None and group.rank > 0:
         # Same initial parameters on every rank (seeded above); independent draws of z.
         pyro.set_rng_seed(config.seed + 7919 * group.rank)
@@ -210,6 +212,7 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "model": config.model_name,
         "guide": built.guide_name,
         "dataset": data.dataset.name,
+        **({"data_layout": data.dataset.layout} if data.dataset.layout else {}),
         "likelihood": data.observation,
         "elbo": trainer.settings.elbo,
         "options": config.options,
