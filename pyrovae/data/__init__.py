@@ -17,6 +17,7 @@ from pathlib import Path
 from pyrovae.data.builtin import SPIRAL_T_RANGE, load_digits, load_spiral, spiral_curve
 from pyrovae.data.dataset import Dataset, check_data, checked, value_levels, with_features
 from pyrovae.data.idx import load_idx_dataset
+from pyrovae.data.image_folder import load_image_folder
 from pyrovae.data.npz import load_npz
 from pyrovae.data.prepare import PreparedData, binarize, prepare, split_validation
 from pyrovae.errors import PyrovaeError
@@ -51,21 +52,32 @@ def load_dataset(
     *,
     download: bool = True,
     spiral_noise: float = 0.05,
+    image_size: int | None = None,
 ) -> Dataset:
-    """Load a built-in data set by name (see :data:`DATASETS`) or an ``.npz`` file by path.
+    """Load a built-in data set by name (see :data:`DATASETS`), an ``.npz`` file or a folder
+    of images by path.
 
     Built-ins: "digits" (sklearn 8x8, rows 0..1436 train, 1437..1796 test, no network),
     "mnist" / "fashion-mnist" (28x28; local IDX files under ``root`` or torchvision download),
     "spiral" (2-D, 2000/500 points, noise std ``spiral_noise``). Any other name ending in
-    ``.npz`` or naming an existing file is read as an npz archive.
+    ``.npz`` or naming an existing file is read as an npz archive; a folder, as images
+    (:func:`~pyrovae.data.image_folder.load_image_folder`, resized and centre-cropped to
+    ``image_size`` pixels square when given).
     """
+    path = Path(str(name_or_path)).expanduser()
+    if image_size is not None and not path.is_dir():
+        raise PyrovaeError(
+            f"--image-size resizes the images of a folder, but {name_or_path} is not a "
+            "folder; drop --image-size"
+        )
     if name_or_path in DATASETS:
         dataset = DATASETS[name_or_path](root=root, download=download, spiral_noise=spiral_noise)
         return checked(dataset)
-    path = Path(str(name_or_path)).expanduser()
     if str(name_or_path).endswith(".npz") or path.is_file():
         return load_npz(path)
+    if path.is_dir():
+        return load_image_folder(path, image_size)
     raise PyrovaeError(
-        f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)} "
-        "or a path to an .npz file with x_train and x_test"
+        f"unknown data set {name_or_path!r}; use one of {', '.join(DATASETS)}, "
+        "a path to an .npz file with x_train and x_test, or a folder of images"
     )

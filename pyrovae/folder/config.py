@@ -59,8 +59,12 @@ class TrainConfig(TrainSettings):
     )
     dataset: str = option(
         "digits",
-        "digits (embedded, no network), mnist, fashion-mnist, spiral, or a path to a .npz "
-        "with x_train, x_test (and optional y_train, y_test)",
+        "digits (embedded, no network), mnist, fashion-mnist, spiral, a path to a .npz "
+        "with x_train, x_test (and optional y_train, y_test), or a folder of images (class "
+        "folders give labels; train/ and test/ give the split)",
+    )
+    image_size: int | None = option(
+        None, "resize and centre-crop a folder's images to N x N pixels", metavar="N"
     )
     data_root: str | None = option(None, "folder with the IDX files of mnist/fashion-mnist")
     features: str | None = option(

@@ -72,7 +72,10 @@ def run_dataset(config: TrainConfig, device: torch.device, trust_code: bool = Fa
     posterior means of the data set's rows (:func:`feature_dataset`; ``trust_code`` opens
     that folder as :func:`load_run` does)."""
     dataset = data_lib.load_dataset(
-        config.dataset, config.data_root, spiral_noise=config.spiral_noise
+        config.dataset,
+        config.data_root,
+        spiral_noise=config.spiral_noise,
+        image_size=config.image_size,
     )
     if config.features is not None:
         dataset = feature_dataset(config.features, dataset, str(device), trust_code)
