@@ -63,7 +63,8 @@ def test_a_colour_run_trains_draws_rgb_resumes_reloads_and_diagnoses(tmp_path, n
     common = dict(dataset=str(data), net=net, latent_dim=4, hidden=(64,),
                   likelihood="discretized-logistic")  # fmt: skip
     run = pyrovae.train(**common, epochs=2, out=str(out), quiet=False)
-    assert "data: shapes.npz: x_train (250, 3, 16, 16) read as" in capsys.readouterr().out
+    stored = "(250, 3, 16, 16) read as (n, C, H, W)" if net == "conv" else "(250, 16, 16, 3)"
+    assert f"data: shapes.npz: x_train {stored}" in capsys.readouterr().out
     assert run.summary["data_layout"].startswith("shapes.npz")
     assert run.data.dataset.image_shape == (3, 16, 16)
     assert run.model.likelihood.levels == 256

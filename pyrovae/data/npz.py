@@ -86,6 +86,7 @@ def _npz_x(x: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, ...] | Non
         raise PyrovaeError(f"{key} has dtype {x.dtype}; store numbers (e.g. float32)")
     if len(x) == 0 or x[0].size == 0:
         raise PyrovaeError(f"{key} has shape {x.shape} with no data; store at least one row")
+    stored = tuple(int(d) for d in x.shape)
     if layout == "HWC":
         x = np.moveaxis(x, 3, 1)
     image_shape = None
@@ -103,7 +104,7 @@ def _npz_x(x: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, ...] | Non
             "store them as uint8 (read as x / 255) or divide by 255 before saving"
         )
     read = {"rows": "(n, D)", "HW": "(n, H, W)", "HWC": "(n, H, W, C)", "CHW": "(n, C, H, W)"}
-    what = f"{key} {tuple(int(d) for d in (len(x), *x.shape[1:]))} read as {read[layout]}"
+    what = f"{key} {stored} read as {read[layout]}"
     if eight_bit:
         what += ", uint8 / 255"
     return torch.from_numpy(rows), image_shape, what
