@@ -137,3 +137,31 @@ def device_of(*programs) -> torch.device:
             for p in module.parameters():
                 return p.device
     return torch.device("cpu")
+
+
+def parameters_by_module(model, guide) -> dict[str, int]:
+    """Trainable numbers of the pair by the network that holds them: the child modules of
+    the programs' own ``nn.Module`` s (``model.decoder``, ``guide.encoder`` when model and
+    guide are two modules; ``decoder`` for the methods of one), then the param store's
+    sites by ``pyro.module`` name (``decoder`` of ``decoder$$$fc1.weight``) or by their own
+    ``pyro.param`` name. Each tensor counts once (a module registered with ``pyro.module``
+    is also in the store), so the counts add up to :func:`all_parameters`' total."""
+    seen, counts = set(), {}
+
+    def add(name: str, tensors) -> None:
+        for p in tensors:
+            if id(p) not in seen and p.requires_grad:
+                seen.add(id(p))
+                counts[name] = counts.get(name, 0) + p.numel()
+
+    owners = [(role, owner_module(p)) for role, p in (("model", model), ("guide", guide))]
+    owners = [(role, m) for role, m in owners if m is not None]
+    shared = len({id(m) for _, m in owners}) < len(owners) or len(owners) == 1
+    for role, module in owners:
+        prefix = "" if shared else f"{role}."
+        add(prefix + type(module).__name__, module.parameters(recurse=False))
+        for child_name, child in module.named_children():
+            add(prefix + child_name, child.parameters())
+    for name, p in pyro.get_param_store().named_parameters():
+        add(name.split("$$$")[0], [p])
+    return counts

@@ -20,6 +20,7 @@ from pyrovae.models import ModelSpec
 from pyrovae.recipes import Recipe, names_code
 from pyrovae.runs.build import PROGRAM_KEYS, Built, build, resolve, resolve_device
 from pyrovae.runs.encoding import encode_run, model_inputs
+from pyrovae.runs.programs import PASS_THE_OBJECT
 
 
 @dataclass
@@ -53,7 +54,16 @@ def check_trusted(path, config: TrainConfig, programs: dict, trust_code: bool) -
     """Refuse (one line) to open the folder ``path`` whose ``config`` names code to import
     (``package.module:attr`` for its model, guide, pair or recipe) that ``programs`` does not
     replace, unless ``trust_code``: importing a module runs it, and a folder from elsewhere
-    may name any module on ``sys.path``. Registered names import nothing."""
+    may name any module on ``sys.path``. Registered names import nothing. A program that
+    config.json records as ``"pass the object"`` is asked for first (one line)."""
+    for key, record in config.rebuild.items():
+        if record == PASS_THE_OBJECT and programs.get(key) is None:
+            raise PyrovaeError(
+                f"{path}: its --{key} {getattr(config, key)} was given as a Python object that "
+                f"the folder cannot rebuild (config.json: rebuild {PASS_THE_OBJECT!r}); pass it "
+                f"again: pyrovae.load_run(path, {key}=obj) (to resume: pyrovae.train("
+                f"resume=path, {key}=obj))"
+            )
     named = [
         f"--{key} {value}"
         for key in PROGRAM_KEYS

@@ -5,6 +5,7 @@ Nothing here knows a particular model: a pair qualifies when its observed site f
 sits in a plate over the rows of ``x`` (``pyro.plate("data", x.shape[0])``).
 """
 
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -229,3 +230,38 @@ def evaluation_mode(*programs):
     finally:
         for m, mode in zip(modules, modes, strict=True):
             m.train(mode)
+
+
+def latent_sites(model, guide, x: torch.Tensor) -> list[dict]:
+    """What the model's latent sample sites are, read from one trace on a few rows of
+    ``x: (n, D)`` (the guide drawn, the model replayed on it), in the model's order.
+
+    :returns: per site ``{"name", "event_shape", "size", "per_row", "distribution",
+        "guide_distribution"}``: ``size`` is the number of values in one draw of the event
+        (one per row for a ``per_row`` site, inside the plate over the rows of x; once for a
+        global one), the distributions are the class names of the model's prior and of the
+        guide's family (wrappers such as ``Independent`` removed; None where the guide has
+        no such site and the model draws it).
+    """
+    probe = probe_rows(x)
+    model_trace, guide_trace = trace_pair(model, guide, probe)
+    frames = row_frames(model_trace.nodes[observed_site(model_trace, probe)], probe.shape[0])
+    data_plate = frames[0].name if frames else None
+    sites = []
+    for name in sample_site_names(model_trace, observed=False):
+        site = model_trace.nodes[name]
+        event_shape = tuple(site["fn"].event_shape)
+        in_guide = guide_trace.nodes.get(name)
+        sites.append(
+            {
+                "name": name,
+                "event_shape": list(event_shape),
+                "size": math.prod(event_shape),
+                "per_row": any(f.name == data_plate for f in site["cond_indep_stack"]),
+                "distribution": type(base_distribution(site["fn"])).__name__,
+                "guide_distribution": (
+                    type(base_distribution(in_guide["fn"])).__name__ if in_guide else None
+                ),
+            }
+        )
+    return sites
