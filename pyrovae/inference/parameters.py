@@ -7,8 +7,12 @@ modules' ``state_dict`` and the store's unconstrained values, so constrained sit
 exactly.
 """
 
+import functools
+import inspect
+
 import pyro
 import torch
+from pyro.poutine.messenger import unwrap
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
@@ -21,6 +25,29 @@ def owner_module(program) -> nn.Module | None:
         return program
     owner = getattr(program, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
+
+
+def program_modules(program) -> list[nn.Module]:
+    """The ``nn.Module`` s a program runs: its :func:`owner_module` (also the instance of a
+    method a Pyro handler wraps, ``config_enumerate`` on a method), else, for a function, the
+    modules it names as globals or closure variables (a plain ``model(x)`` calling
+    ``pyro.module("decoder", decoder)`` on a module-level network). Pyro does not keep the
+    module a ``pyro.module`` call registered, only its parameters, so this is where it is
+    found again (to set eval mode, or freeze it)."""
+    owner = owner_module(program)
+    if owner is not None:
+        return [owner]
+    program = unwrap(program)
+    if isinstance(program, functools.partial):
+        held = [a for a in program.args if isinstance(a, nn.Module)]
+        if held:
+            return held
+        program = unwrap(program.func)
+    if not inspect.isfunction(program):
+        return []
+    names = inspect.getclosurevars(program)
+    found = [*names.nonlocals.values(), *names.globals.values()]
+    return list({id(m): m for m in found if isinstance(m, nn.Module)}.values())
 
 
 def module_state(program) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ from pyrovae.data import Dataset, PreparedData, with_features
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import RunFolder, check_run_folder
-from pyrovae.inference.checkpoint import load_checkpoint
+from pyrovae.inference.checkpoint import export_params, load_checkpoint
 from pyrovae.inference.contract import check_pair
 from pyrovae.inference.parameters import restore
 from pyrovae.models import ModelSpec
@@ -42,6 +42,13 @@ class Run:
     spec: ModelSpec
     is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
     epoch: int | None = None  # the epoch whose parameters the programs hold
+
+    def export_params(self, folder: str | Path | None = None) -> list[Path]:
+        """Write ``params.pt`` (for ``pyro.get_param_store().load``) and ``modules.pt`` (the
+        programs' ``state_dict`` s, for ``torch.load(..., weights_only=True)``) of the
+        parameters the programs hold into ``folder`` (default: the run folder); see
+        :func:`~pyrovae.inference.checkpoint.export_params`."""
+        return export_params(self.model, self.guide, self.folder.path if folder is None else folder)
 
 
 def as_run(run, device: str = "cpu", trust_code: bool = False) -> Run:

@@ -24,6 +24,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import RunFolder, check_run_folder
 from pyrovae.inference import Trainer
+from pyrovae.inference.checkpoint import export_params
 from pyrovae.inference.diagnostics.structure import latent_sites
 from pyrovae.inference.distributed import (
     DistributedTrainer,
@@ -179,6 +180,7 @@ def _train(
             summary.update(report.summary)
             summary["figures"] = [Path(p).name for p in report.figures]
             folder.write_summary(summary)
+            export_params(model, guide, folder.path)  # the kept epoch's, for plain Pyro
             if board is not None:
                 board.add_figures(report.figures, step=trainer.epoch)
                 board.close()

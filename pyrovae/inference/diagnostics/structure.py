@@ -15,10 +15,10 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.contract import observed_site, row_frames
+from pyrovae.inference.parameters import program_modules
 
 PARTICLE_PLATE = "diagnostics_particles"
 """The vectorized plate of independent draws that the diagnostics add left of the pair's."""
@@ -203,9 +203,7 @@ def frozen_parameters(*programs):
     """Within the block no parameter of ``programs`` (``nn.Module`` parameters and Pyro's
     param store) requires gradients: samplers and optimizers of the latents then neither
     differentiate through them nor meet them as constants they cannot trace."""
-    params = [
-        p for program in programs if isinstance(program, nn.Module) for p in program.parameters()
-    ]
+    params = [p for program in programs for m in program_modules(program) for p in m.parameters()]
     params += [p.unconstrained() for _, p in pyro.get_param_store().items()]
     flags = [p.requires_grad for p in params]
     try:
@@ -219,9 +217,12 @@ def frozen_parameters(*programs):
 
 @contextmanager
 def evaluation_mode(*programs):
-    """The ``nn.Module`` programs in eval mode (no dropout, batch-norm statistics fixed) for the
-    block, their modes restored afterwards."""
-    modules = [p for p in programs if isinstance(p, nn.Module)]
+    """The programs' ``nn.Module`` s (:func:`~pyrovae.inference.parameters.program_modules`:
+    also a bound method's instance and the networks a function registers with
+    ``pyro.module``) in eval mode (no dropout, batch-norm statistics fixed) for the block,
+    their modes restored afterwards. In eval mode ``pyro.module`` also passes over the
+    parameters :func:`frozen_parameters` froze instead of warning about each one."""
+    modules = list({id(m): m for p in programs for m in program_modules(p)}.values())
     modes = [m.training for m in modules]
     try:
         for m in modules:
