@@ -407,7 +407,46 @@ def test_network_flags_a_user_pair_does_not_read_are_refused(flag, user_dir, cap
     assert not (out / "config.json").exists()
 
 
-def test_diagnosing_a_pyro_module_pair_warns_nothing_and_arviz_draws_its_energy(user_dir):
+def test_the_exported_parameters_are_read_back_by_plain_pyro_and_torch(user_dir):
+    """params.pt: ``pyro.get_param_store().load`` (then ``pyro.module(...,
+    update_module_params=True)``, as Pyro's docs say for loaded modules) gives a new VAE the
+    trained networks; modules.pt: ``torch.load(weights_only=True)`` into the module does.
+    Either evaluates to the run's own ELBO on the same draws."""
+    module = write(user_dir, "user_pyro_vae", PYRO_VAE)
+    VAE = __import__(module).VAE
+    out = user_dir / "run"
+    run = pyrovae.train(pair=VAE(z_dim=4, hidden_dim=32), epochs=2, quiet=True, out=str(out))
+    x = run.data.x_test
+    trained = elbo_of(run.model, run.guide, x, seed=3)
+    untrained = elbo_of(VAE(z_dim=4, hidden_dim=32).model, VAE(z_dim=4, hidden_dim=32).guide, x)
+    assert abs(untrained - trained) > 1  # the check below can tell trained from not
+
+    pyro.clear_param_store()
+    pyro.get_param_store().load(out / "params.pt")
+    vae = VAE(z_dim=4, hidden_dim=32)
+    pyro.module("decoder", vae.decoder, update_module_params=True)
+    pyro.module("encoder", vae.encoder, update_module_params=True)
+    assert elbo_of(vae.model, vae.guide, x, seed=3) == pytest.approx(trained, abs=1e-5)
+
+    pyro.clear_param_store()
+    vae = VAE(z_dim=4, hidden_dim=32)
+    state = torch.load(out / "modules.pt", weights_only=True)
+    assert set(state) == {"model", "guide"}  # both the VAE's, as its methods are the programs
+    vae.load_state_dict(state["model"])
+    assert elbo_of(vae.model, vae.guide, x, seed=3) == pytest.approx(trained, abs=1e-5)
+
+    again = user_dir / "exported"
+    again.mkdir()
+    written = pyrovae.load_run(out, pair=VAE(z_dim=4, hidden_dim=32)).export_params(again)
+    assert sorted(p.name for p in written) == ["modules.pt", "params.pt"]
+    exported = torch.load(again / "modules.pt", weights_only=True)  # the kept epoch's again
+    for part in ("model", "guide"):
+        for key, value in state[part].items():
+            assert torch.equal(exported[part][key], value), (part, key)
+
+
+@pytest.mark.parametrize("form", ["methods", "functions"])
+def test_diagnosing_a_pyro_module_pair_warns_nothing_and_arviz_draws_its_energy(form, user_dir):
     """``pyro.module`` inside the programs meets the frozen parameters of the diagnosis:
     the pair's networks are in eval mode, so Pyro passes over them without a warning per
     parameter per trace. The posterior.nc written holds NUTS's sample stats, and ArviZ
@@ -416,10 +455,14 @@ def test_diagnosing_a_pyro_module_pair_warns_nothing_and_arviz_draws_its_energy(
     import matplotlib
 
     matplotlib.use("Agg")
-    module = write(user_dir, "user_pyro_vae", PYRO_VAE)
+    user = __import__(write(user_dir, "user_pyro_vae", PYRO_VAE))
     out = user_dir / "run"
-    pyrovae.train(pair=__import__(module).VAE(z_dim=2, hidden_dim=400), epochs=1, quiet=True,
-                  out=str(out))  # fmt: skip
+    programs = (
+        dict(pair=user.VAE(z_dim=2, hidden_dim=400))
+        if form == "methods"  # a pair of bound methods; else functions on global networks
+        else dict(model=user.model, guide=user.guide)
+    )
+    pyrovae.train(**programs, epochs=1, quiet=True, out=str(out))
     options = dict(iwae_samples=10, nuts_points=2, nuts_samples=30, nuts_warmup=30,
                    amortization_points=2, amortization_steps=5, max_points=20)  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:

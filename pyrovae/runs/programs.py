@@ -79,6 +79,7 @@ def bound_to(obj) -> tuple[object, str] | None:
 def _target(obj):
     """The class or function that names ``obj``: Pyro's handler wrappers (``config_enumerate``)
     unwrapped with :func:`pyro.poutine.messenger.unwrap`, a bound method's instance's class."""
+    obj = unwrap(obj)
     bound = bound_to(obj)
     if bound is not None:
         return type(bound[0])
