@@ -223,7 +223,11 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
     # Network sizes only where the programs read them (a user pair builds its own).
     network = {
         key: value
-        for key, value in (("latent_dim", spec.latent_dim), ("hidden", list(spec.hidden)))
+        for key, value in (
+            ("latent_dim", spec.latent_dim),
+            ("hidden", list(spec.hidden)),
+            ("gaussian_scale", spec.gaussian_scale),
+        )
         if built.spec_read is None or key in built.spec_read
     }
     return {
@@ -243,7 +247,6 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "test_elbo": chosen.get("test_elbo", math.nan),
         **network,
         "latent_sites": sites,
-        "gaussian_scale": spec.gaussian_scale,
         "num_parameters": n_params,
         "parameters_by_module": [
             {"module": name, "parameters": count}
