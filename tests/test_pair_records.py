@@ -483,3 +483,50 @@ def test_diagnosing_a_pyro_module_pair_warns_nothing_and_arviz_draws_its_energy(
     assert len(axes.get_lines() if hasattr(axes, "get_lines") else axes.ravel()) > 0
     az.plot_trace(idata, var_names=names[:1])  # the docs' example, with the file's own names
     matplotlib.pyplot.close("all")
+
+
+# ---------------------------------------------------------------- what describe() records
+
+
+class KeepsUnderscored(torch.nn.Module):
+    def __init__(self, width: int = 3, scale: float = 1.0):
+        super().__init__()
+        self._width, self.hparams = width, {"scale": scale}
+        self.net = torch.nn.Linear(2, width)
+
+
+class KeepsATensor(torch.nn.Module):
+    def __init__(self, prior_loc=None):
+        super().__init__()
+        self.prior_loc = torch.zeros(2) if prior_loc is None else prior_loc
+
+
+class NeedsAnArgument:
+    def __init__(self, width):
+        self.net = torch.nn.Linear(2, width)
+
+    def model(self, x):
+        pass
+
+
+def test_describe_reads_arguments_back_and_checks_them_by_rebuilding():
+    from pyrovae.runs.programs import PASS_THE_OBJECT, describe
+
+    here = f"{__name__}:"
+    # self._width and hparams["scale"], checked: the rebuilt Linear(2, 5) has the same shapes
+    assert describe(KeepsUnderscored(width=5, scale=0.5)) == (
+        here + "KeepsUnderscored",
+        {"arguments": {"width": 5, "scale": 0.5}},
+    )
+    # a tensor argument cannot be written to config.json (its default builds zeros)
+    assert describe(KeepsATensor(torch.ones(2))) == (here + "KeepsATensor", PASS_THE_OBJECT)
+    # a required argument kept nowhere
+    assert describe(NeedsAnArgument(4)) == (here + "NeedsAnArgument", PASS_THE_OBJECT)
+    assert describe(NeedsAnArgument(4).model) == (here + "NeedsAnArgument", PASS_THE_OBJECT)
+
+    def local_model(x):
+        pass
+
+    assert describe(local_model)[1] == PASS_THE_OBJECT  # not importable by its name
+    assert describe(KeepsUnderscored) == (here + "KeepsUnderscored", None)  # a class: by name
+    assert describe(elbo_of) == (here + "elbo_of", None)

@@ -124,26 +124,28 @@ def _network_shapes(obj) -> dict:
     }
 
 
-_MISSING = object()
+_MISSING, _NOT_PLAIN = object(), object()
 
 
 def _recorded_value(obj, name: str):
     """What ``obj`` holds for constructor parameter ``name``: ``obj.name``, ``obj._name`` or
-    ``obj.hparams[name]`` (as scvi-tools and Lightning keep them), when plain."""
+    ``obj.hparams[name]`` (as scvi-tools and Lightning keep them); ``_NOT_PLAIN`` when what
+    it holds there is no JSON value (a tensor, a module), ``_MISSING`` when nothing."""
     hparams = getattr(obj, "hparams", None)
     candidates = [getattr(obj, name, _MISSING), getattr(obj, "_" + name, _MISSING)]
     if isinstance(hparams, dict):
         candidates.append(hparams.get(name, _MISSING))
     for value in candidates:
-        if value is not _MISSING and is_plain(value):
-            return value
+        if value is not _MISSING:
+            return value if is_plain(value) else _NOT_PLAIN
     return _MISSING
 
 
 def constructor_arguments(obj) -> dict | None:
     """Keyword arguments that rebuild the instance ``obj`` as ``type(obj)(**arguments)``, read
     from its attributes (:func:`_recorded_value`) for the parameters of its class's
-    ``__init__``; None when a parameter without a default has no plain value, or when the
+    ``__init__``; None when it holds a value that is not plain for one (a tensor, a
+    module), when a parameter without a default has no value, or when the
     object rebuilt from them differs: other network shapes, or another value of an attribute
     named as a parameter. A parameter the object does not keep takes its default, and the
     rebuilt networks tell whether that was the value used."""
@@ -157,10 +159,10 @@ def constructor_arguments(obj) -> dict | None:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         value = _recorded_value(obj, p.name)
+        if value is _NOT_PLAIN or (value is _MISSING and p.default is p.empty):
+            return None
         if value is not _MISSING:
             arguments[p.name] = value
-        elif p.default is p.empty:
-            return None
     arguments = json.loads(json.dumps(arguments))  # as config.json will hand them back
     try:
         with torch.random.fork_rng(devices=[]):  # building draws initial weights
@@ -169,9 +171,9 @@ def constructor_arguments(obj) -> dict | None:
         return None
     if _network_shapes(rebuilt) != _network_shapes(obj):
         return None
-    for p in parameters:
-        value = _recorded_value(obj, p.name)
-        if value is not _MISSING and _recorded_value(rebuilt, p.name) != value:
+    for name, value in arguments.items():  # compared as JSON: a tuple kept as a tuple
+        again = _recorded_value(rebuilt, name)
+        if again in (_MISSING, _NOT_PLAIN) or json.loads(json.dumps(again)) != value:
             return None
     return arguments
 
