@@ -65,15 +65,16 @@ def export_params(model, guide, folder: str | Path) -> list[Path]:
       ``pyro.param`` site and every network registered with ``pyro.module``, with their
       constraints), for ``pyro.get_param_store().load(path)``;
     - ``modules.pt``: ``{"model": state_dict, "guide": state_dict}`` of the programs' own
-      ``nn.Module`` s (for a pair of methods, both are its object's), tensors only, for
-      ``module.load_state_dict(torch.load(path, weights_only=True)["model"])``.
+      ``nn.Module`` s (for a pair of methods, both are its object's), tensors only and on
+      the CPU, for ``module.load_state_dict(torch.load(path, weights_only=True)["model"])``.
+      (``params.pt`` keeps the device trained on: ``load(path, map_location="cpu")``.)
 
     :returns: the paths written (atomically), in ``folder``.
     """
     folder = Path(folder)
     store = pyro.get_param_store().get_state()  # what ParamStoreDict.save writes
     modules = {
-        role: {k: v.detach() for k, v in owner.state_dict().items()}
+        role: {k: v.detach().cpu() for k, v in owner.state_dict().items()}
         for role, owner in (("model", owner_module(model)), ("guide", owner_module(guide)))
         if owner is not None
     }
