@@ -134,8 +134,6 @@ def _train(
         board = TensorBoardLog(folder.path / "tensorboard")  # no tensorboard: fails here
         on_epoch = chain(folder.write_metrics, board.on_epoch)
     built = build_from_config(config, programs, group.device if group else None, trust_code)
-    if resume is None:
-        check_flags_used(built, f"--{'pair' if config.pair else 'model'} {config.model_name}")
     config, data, recipe, device = built.config, built.data, built.recipe, built.device
     model, guide = built.model, built.guide
     if group is not None and group.rank > 0:
@@ -160,6 +158,8 @@ def _train(
         trainer = DistributedTrainer(
             model, guide, batches, config.settings(), group=group, **trainer_options
         )
+    if resume is None:  # after the pair check of the Trainer: a broken pair is told first
+        check_flags_used(built, f"--{'pair' if config.pair else 'model'} {config.model_name}")
     with folder.locked(create=resume is None) if is_main else nullcontext():
         if resume is not None:
             _continue(trainer, folder, config, epochs_given)
