@@ -219,7 +219,9 @@ def inspect(run_dir: Path, temporary_before: set[str]) -> AfterKill:
     readers = {
         ".json": lambda p: json.loads(p.read_text()),
         ".csv": lambda p: list(csv.DictReader(p.open(newline=""))),
-        ".pt": lambda p: torch.load(p, map_location="cpu", weights_only=True),
+        # params.pt is Pyro's param store file: its constraints are pickled objects, read
+        # by pyro.get_param_store().load (weights_only=False); every other .pt is tensors.
+        ".pt": lambda p: torch.load(p, map_location="cpu", weights_only=p.name != "params.pt"),
     }
     for path in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
         try:

@@ -210,19 +210,20 @@ API_DECODER, API_ENCODER = nn.Linear(2, 64), nn.Linear(64, 2)
 @pytest.mark.parametrize(
     "programs",
     [
-        dict(model=ApiModel, guide=ApiGuide),  # classes
-        dict(model=api_model_fn, guide=api_guide_fn),  # functions
+        dict(model=ApiModel, guide=ApiGuide, latent_dim=2),  # classes, built from the spec
+        dict(model=api_model_fn, guide=api_guide_fn),  # functions: their own networks
     ],
     ids=["classes", "functions"],
 )
 def test_python_objects_train_and_reload(programs, tmp_path):
     out = tmp_path / "run"
-    run = pyrovae.train(epochs=3, latent_dim=2, quiet=True, out=str(out), **programs)
+    run = pyrovae.train(epochs=3, quiet=True, out=str(out), **programs)
     # A Gaussian decoder on digits: the gray levels are modeled as they are, not binarized.
     assert run.summary["likelihood"] == "Normal" and not run.data.dynamic_binarization
     assert ((run.data.x_test > 0) & (run.data.x_test < 1)).any()
     config = json.loads((out / "config.json").read_text())
     model = programs["model"]
+    assert ("latent_dim" in run.summary) == (model is ApiModel)  # only where it is read
     assert config["model"] == f"{model.__module__}:{model.__qualname__}"
     loaded = pyrovae.load_run(out, trust_code=True)  # by the names in config.json
     assert reevaluate(loaded) == pytest.approx(run.summary["test_elbo"], abs=1e-3)

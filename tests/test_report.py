@@ -131,6 +131,8 @@ def assert_shows(text: str, value, key: str) -> None:
         assert len(shown) == len(value), key
         for item, cell in zip(value, shown, strict=True):
             assert_shows(cell, item, key)
+    elif isinstance(value, dict):  # an item of a list, as JSON
+        assert json.loads(text) == value, key
     else:
         assert text == str(value), key
 

@@ -19,6 +19,7 @@ from pyrovae.cli import train as train_cli
 from tests.test_cli import assert_one_error_line
 
 TINY = ["--epochs", "2", "--quiet", "--hidden", "16", "--latent-dim", "2"]
+PAIR_TINY = ["--epochs", "2", "--quiet"]  # the pair builds its own networks
 SECRET = b"-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAA -----END-----\n"
 
 # A user pair whose module leaves a marker file when it is imported: the "code that runs".
@@ -165,7 +166,7 @@ def marked_run(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(code_dir))
     out = tmp_path / "run"
     code, _, err = run_main(
-        train_cli.main, ["--pair", "marked_pair:VAE", *TINY, "--out", out], capsys
+        train_cli.main, ["--pair", "marked_pair:VAE", *PAIR_TINY, "--out", out], capsys
     )
     assert code == 0, err
     assert marker.read_text() == "imported"  # naming it on the command line ran it

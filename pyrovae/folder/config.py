@@ -52,6 +52,12 @@ class TrainConfig(TrainSettings):
         "package.module:attr of one object with model and guide methods (as in Pyro's VAE "
         "example), instead of --model and --guide",
     )
+    rebuild: dict = option(
+        dict,
+        "how model, guide or pair given as Python objects are rebuilt: their constructor "
+        "arguments, or 'pass the object'",
+        cli=False,
+    )
     recipe: str | None = option(
         None,
         "package.module:attr of a pyrovae.recipes.Recipe subclass for your model "

@@ -35,7 +35,9 @@ METRIC_COLUMNS = (
     "eval_seconds",
 )  # fmt: skip
 RUN_FILES = ("config.json", "checkpoint.pt")
-STATE_FILES = ("config.json", "checkpoint.pt", "metrics.csv", "summary.json")
+STATE_FILES = (
+    "config.json", "checkpoint.pt", "metrics.csv", "summary.json", "params.pt", "modules.pt"
+)  # fmt: skip
 """The files training writes under the lock; a kill mid-write leaves ``NAME.XXXXXXXX.tmp``."""
 REPORT_NAME = "report.html"
 TRAINING_CURVES = "training_curves.png"

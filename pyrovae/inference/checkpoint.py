@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import pyro
 import torch
 
 from pyrovae.atomic import atomic_write
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.parameters import owner_module
 
 FORMAT = "pyrovae-checkpoint-1"
 
@@ -50,3 +52,33 @@ def load_checkpoint(path: str | Path, map_location="cpu", require_all: bool = Tr
             "training run; delete it to start the run afresh"
         )
     return state
+
+
+PARAMS_FILE = "params.pt"
+MODULES_FILE = "modules.pt"
+
+
+def export_params(model, guide, folder: str | Path) -> list[Path]:
+    """Write the pair's current parameters where plain Pyro and torch read them back.
+
+    - ``params.pt``: Pyro's param store as ``pyro.get_param_store().save`` writes it (every
+      ``pyro.param`` site and every network registered with ``pyro.module``, with their
+      constraints), for ``pyro.get_param_store().load(path)``;
+    - ``modules.pt``: ``{"model": state_dict, "guide": state_dict}`` of the programs' own
+      ``nn.Module`` s (for a pair of methods, both are its object's), tensors only and on
+      the CPU, for ``module.load_state_dict(torch.load(path, weights_only=True)["model"])``.
+      (``params.pt`` keeps the device trained on: ``load(path, map_location="cpu")``.)
+
+    :returns: the paths written (atomically), in ``folder``.
+    """
+    folder = Path(folder)
+    store = pyro.get_param_store().get_state()  # what ParamStoreDict.save writes
+    modules = {
+        role: {k: v.detach().cpu() for k, v in owner.state_dict().items()}
+        for role, owner in (("model", owner_module(model)), ("guide", owner_module(guide)))
+        if owner is not None
+    }
+    written = [folder / PARAMS_FILE, folder / MODULES_FILE]
+    atomic_write(written[0], lambda f: torch.save(store, f))
+    atomic_write(written[1], lambda f: torch.save(modules, f))
+    return written

@@ -7,8 +7,12 @@ modules' ``state_dict`` and the store's unconstrained values, so constrained sit
 exactly.
 """
 
+import functools
+import inspect
+
 import pyro
 import torch
+from pyro.poutine.messenger import unwrap
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
@@ -21,6 +25,29 @@ def owner_module(program) -> nn.Module | None:
         return program
     owner = getattr(program, "__self__", None)
     return owner if isinstance(owner, nn.Module) else None
+
+
+def program_modules(program) -> list[nn.Module]:
+    """The ``nn.Module`` s a program runs: its :func:`owner_module` (also the instance of a
+    method a Pyro handler wraps, ``config_enumerate`` on a method), else, for a function, the
+    modules it names as globals or closure variables (a plain ``model(x)`` calling
+    ``pyro.module("decoder", decoder)`` on a module-level network). Pyro does not keep the
+    module a ``pyro.module`` call registered, only its parameters, so this is where it is
+    found again (to set eval mode, or freeze it)."""
+    owner = owner_module(program)
+    if owner is not None:
+        return [owner]
+    program = unwrap(program)
+    if isinstance(program, functools.partial):
+        held = [a for a in program.args if isinstance(a, nn.Module)]
+        if held:
+            return held
+        program = unwrap(program.func)
+    if not inspect.isfunction(program):
+        return []
+    names = inspect.getclosurevars(program)
+    found = [*names.nonlocals.values(), *names.globals.values()]
+    return list({id(m): m for m in found if isinstance(m, nn.Module)}.values())
 
 
 def module_state(program) -> dict[str, torch.Tensor]:
@@ -137,3 +164,31 @@ def device_of(*programs) -> torch.device:
             for p in module.parameters():
                 return p.device
     return torch.device("cpu")
+
+
+def parameters_by_module(model, guide) -> dict[str, int]:
+    """Trainable numbers of the pair by the network that holds them: the child modules of
+    the programs' own ``nn.Module`` s (``model.decoder``, ``guide.encoder`` when model and
+    guide are two modules; ``decoder`` for the methods of one), then the param store's
+    sites by ``pyro.module`` name (``decoder`` of ``decoder$$$fc1.weight``) or by their own
+    ``pyro.param`` name. Each tensor counts once (a module registered with ``pyro.module``
+    is also in the store), so the counts add up to :func:`all_parameters`' total."""
+    seen, counts = set(), {}
+
+    def add(name: str, tensors) -> None:
+        for p in tensors:
+            if id(p) not in seen and p.requires_grad:
+                seen.add(id(p))
+                counts[name] = counts.get(name, 0) + p.numel()
+
+    owners = [(role, owner_module(p)) for role, p in (("model", model), ("guide", guide))]
+    owners = [(role, m) for role, m in owners if m is not None]
+    shared = len({id(m) for _, m in owners}) < len(owners) or len(owners) == 1
+    for role, module in owners:
+        prefix = "" if shared else f"{role}."
+        add(prefix + type(module).__name__, module.parameters(recurse=False))
+        for child_name, child in module.named_children():
+            add(prefix + child_name, child.parameters())
+    for name, p in pyro.get_param_store().named_parameters():
+        add(name.split("$$$")[0], [p])
+    return counts

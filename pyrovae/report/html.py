@@ -63,8 +63,8 @@ class Row:
 
 
 def format_value(value) -> str:
-    """A value as the page shows it: floats to 6 significant digits, lists comma-separated,
-    None as 'none'."""
+    """A value as the page shows it: floats to 6 significant digits, lists comma-separated
+    (a dict in one as compact JSON), None as 'none'."""
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -75,8 +75,8 @@ def format_value(value) -> str:
         return "(none)"
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value)
+    if isinstance(value, dict):  # an item of a list (latent_sites): no ", " inside it
+        return json.dumps(value, separators=(",", ": "))
     return str(value)
 
 

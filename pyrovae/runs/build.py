@@ -20,7 +20,7 @@ from pyrovae.inference.parameters import owner_module
 from pyrovae.models import ModelSpec
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.recipes import GUIDE_OPTIONS, Recipe, recipe_class
-from pyrovae.runs.programs import build_programs
+from pyrovae.runs.programs import ReadSpec, build_programs
 
 PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
 
@@ -48,6 +48,9 @@ class Built:
     recipe: Recipe
     config: TrainConfig  # with the recipe's options resolved
     device: torch.device
+    # The ModelSpec fields the programs' factories read, when any program is user code
+    # (None: registered models and guides only, which take every network flag).
+    spec_read: frozenset | None = None
 
 
 # Defaults that differ by data set, used where the config leaves a field as None. The
@@ -134,8 +137,11 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
     pyro.set_rng_seed(config.seed)
     pyro.clear_param_store()
     spec = model_spec(config, dataset, recipe_cls)
+    watched = ReadSpec.of(spec)
     with _allocation_as_error(who):
-        pair = build_programs(names["model"], names["guide"], names["pair"], spec, recipe_cls)
+        pair = build_programs(
+            names["model"], names["guide"], names["pair"], watched, recipe_cls, config.rebuild
+        )
         modules = [owner_module(program) for program in (pair.model, pair.guide)]
         for module in modules:
             if module is not None:
@@ -160,7 +166,46 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
         val_fraction=config.val_fraction,
         seed=config.seed,
     )
-    return Built(data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device)
+    user = any(v is not None and not is_registry_name(v) for v in map(names.get, USER_KEYS))
+    read = watched.fields_read() if user else None
+    return Built(
+        data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device, read
+    )
+
+
+USER_KEYS = ("model", "guide", "pair")
+
+# The flags that size or choose the networks, by the ModelSpec field that carries them, and
+# the config value that means "not given".
+NETWORK_FLAGS = {
+    "latent_dim": None,
+    "hidden": None,
+    "likelihood": None,
+    "gaussian_scale": None,
+    "net": "mlp",
+}
+
+
+def is_registry_name(value) -> bool:
+    return isinstance(value, str) and ":" not in value
+
+
+def check_flags_used(built: Built, who: str) -> None:
+    """Refuse (one line) a network flag given for user programs that no factory read from
+    its ModelSpec: an instance, a plain function or a class built without arguments builds
+    its own networks, and the flag would change nothing but what the run reports."""
+    if built.spec_read is None:
+        return
+    for name, unset in NETWORK_FLAGS.items():
+        value = getattr(built.config, name)
+        if value != unset and name not in built.spec_read:
+            flag = "--" + name.replace("_", "-")
+            shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+            raise PyrovaeError(
+                f"{flag} {shown}: {who} does not use it (its programs build their own "
+                f"networks; only a class or factory f(spec) reading spec.{name} takes it); "
+                f"drop {flag}, or set it in your own code"
+            )
 
 
 def _available_bytes() -> int | None:

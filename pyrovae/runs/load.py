@@ -13,13 +13,14 @@ from pyrovae.data import Dataset, PreparedData, with_features
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import RunFolder, check_run_folder
-from pyrovae.inference.checkpoint import load_checkpoint
+from pyrovae.inference.checkpoint import export_params, load_checkpoint
 from pyrovae.inference.contract import check_pair
 from pyrovae.inference.parameters import restore
 from pyrovae.models import ModelSpec
 from pyrovae.recipes import Recipe, names_code
 from pyrovae.runs.build import PROGRAM_KEYS, Built, build, resolve, resolve_device
 from pyrovae.runs.encoding import encode_run, model_inputs
+from pyrovae.runs.programs import PASS_THE_OBJECT
 
 
 @dataclass
@@ -42,6 +43,13 @@ class Run:
     is_main: bool = True  # False on the ranks > 0 of a distributed run (they write nothing)
     epoch: int | None = None  # the epoch whose parameters the programs hold
 
+    def export_params(self, folder: str | Path | None = None) -> list[Path]:
+        """Write ``params.pt`` (for ``pyro.get_param_store().load``) and ``modules.pt`` (the
+        programs' ``state_dict`` s, for ``torch.load(..., weights_only=True)``) of the
+        parameters the programs hold into ``folder`` (default: the run folder); see
+        :func:`~pyrovae.inference.checkpoint.export_params`."""
+        return export_params(self.model, self.guide, self.folder.path if folder is None else folder)
+
 
 def as_run(run, device: str = "cpu", trust_code: bool = False) -> Run:
     """``run`` itself, or the run in the folder ``run`` names, loaded on ``device``
@@ -53,7 +61,16 @@ def check_trusted(path, config: TrainConfig, programs: dict, trust_code: bool) -
     """Refuse (one line) to open the folder ``path`` whose ``config`` names code to import
     (``package.module:attr`` for its model, guide, pair or recipe) that ``programs`` does not
     replace, unless ``trust_code``: importing a module runs it, and a folder from elsewhere
-    may name any module on ``sys.path``. Registered names import nothing."""
+    may name any module on ``sys.path``. Registered names import nothing. A program that
+    config.json records as ``"pass the object"`` is asked for first (one line)."""
+    for key, record in config.rebuild.items():
+        if record == PASS_THE_OBJECT and programs.get(key) is None:
+            raise PyrovaeError(
+                f"{path}: its --{key} {getattr(config, key)} was given as a Python object that "
+                f"the folder cannot rebuild (config.json: rebuild {PASS_THE_OBJECT!r}); pass it "
+                f"again: pyrovae.load_run(path, {key}=obj) (to resume: pyrovae.train("
+                f"resume=path, {key}=obj))"
+            )
     named = [
         f"--{key} {value}"
         for key in PROGRAM_KEYS

@@ -24,16 +24,19 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import RunFolder, check_run_folder
 from pyrovae.inference import Trainer
+from pyrovae.inference.checkpoint import export_params
+from pyrovae.inference.diagnostics.structure import latent_sites
 from pyrovae.inference.distributed import (
     DistributedTrainer,
     init_distributed,
     shutdown_distributed,
 )
+from pyrovae.inference.parameters import parameters_by_module
 from pyrovae.report.html import write_report
 from pyrovae.report.tensorboard import TensorBoardLog, chain
-from pyrovae.runs.build import PROGRAM_KEYS, Built
+from pyrovae.runs.build import PROGRAM_KEYS, Built, check_flags_used
 from pyrovae.runs.load import Run, build_from_config, check_trusted
-from pyrovae.runs.programs import object_name
+from pyrovae.runs.programs import describe, object_name
 
 TRAIN_ELBO_ROWS = 10_000
 """Training rows on which the ELBO (KL weight 1) is evaluated when the objective is not it."""
@@ -51,12 +54,16 @@ def _split_arguments(kwargs: dict) -> tuple[dict, dict]:
     """Keyword arguments of :func:`train` -> (config fields, Python objects for programs);
     any other keyword is a model option (``labels=100``) and joins ``options``."""
     known = {f.name for f in fields(TrainConfig)}
-    programs = {}
+    programs, rebuild = {}, {}
     for key in PROGRAM_KEYS:
         value = kwargs.get(key)
         if value is not None and not isinstance(value, str):
             programs[key] = value
-            kwargs[key] = object_name(value)
+            kwargs[key], record = describe(value) if key != "recipe" else (object_name(value), None)
+            if record is not None:
+                rebuild[key] = record
+    if rebuild:
+        kwargs["rebuild"] = rebuild
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in known}
     if extra:
         kwargs["options"] = {**kwargs.get("options", {}), **extra}
@@ -92,7 +99,7 @@ def train(
     kwargs, programs = _split_arguments(dict(kwargs))
     if resume is not None:
         kwargs.setdefault("distributed", False)  # as launched now, not as first launched
-        for key in PROGRAM_KEYS:
+        for key in (*PROGRAM_KEYS, "rebuild"):
             kwargs.pop(key, None)
         folder = RunFolder(check_run_folder(resume))
         folder.check_own_files()
@@ -153,6 +160,8 @@ def _train(
         trainer = DistributedTrainer(
             model, guide, batches, config.settings(), group=group, **trainer_options
         )
+    if resume is None:  # after the pair check of the Trainer: a broken pair is told first
+        check_flags_used(built, f"--{'pair' if config.pair else 'model'} {config.model_name}")
     with folder.locked(create=resume is None) if is_main else nullcontext():
         if resume is not None:
             _continue(trainer, folder, config, epochs_given)
@@ -173,6 +182,7 @@ def _train(
             summary.update(report.summary)
             summary["figures"] = [Path(p).name for p in report.figures]
             folder.write_summary(summary)
+            export_params(model, guide, folder.path)  # the kept epoch's, for plain Pyro
             if board is not None:
                 board.add_figures(report.figures, step=trainer.epoch)
                 board.close()
@@ -208,6 +218,20 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
     best_epoch = trainer.best["epoch"]
     chosen = history[best_epoch - 1] if best_epoch else final
     n_params = sum(p.numel() for p in trainer.parameters)
+    model, guide, x = built.model, built.guide, data.x_test.to(built.device)
+    cuda = [built.device.index or 0] if built.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=cuda):  # the report's draws unchanged
+        sites = latent_sites(model, guide, x)
+    # Network sizes only where the programs read them (a user pair builds its own).
+    network = {
+        key: value
+        for key, value in (
+            ("latent_dim", spec.latent_dim),
+            ("hidden", list(spec.hidden)),
+            ("gaussian_scale", spec.gaussian_scale),
+        )
+        if built.spec_read is None or key in built.spec_read
+    }
     return {
         "model": config.model_name,
         "guide": built.guide_name,
@@ -225,10 +249,13 @@ def _summary(config: TrainConfig, built: Built, trainer: Trainer, history) -> di
         "val_elbo": chosen.get("val_elbo", math.nan),
         "test_elbo": chosen.get("test_elbo", math.nan),
         **_bits_per_dim(data, chosen.get("test_elbo", math.nan)),
-        "latent_dim": spec.latent_dim,
-        "hidden": list(spec.hidden),
-        "gaussian_scale": spec.gaussian_scale,
+        **network,
+        "latent_sites": sites,
         "num_parameters": n_params,
+        "parameters_by_module": [
+            {"module": name, "parameters": count}
+            for name, count in parameters_by_module(model, guide).items()
+        ],
         "num_train": int(data.x_train.shape[0]),
         "num_val": int(data.x_val.shape[0]),
         "num_test": int(data.x_test.shape[0]),

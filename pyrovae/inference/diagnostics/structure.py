@@ -5,6 +5,7 @@ Nothing here knows a particular model: a pair qualifies when its observed site f
 sits in a plate over the rows of ``x`` (``pyro.plate("data", x.shape[0])``).
 """
 
+import math
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from torch import nn
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.contract import observed_site, row_frames
+from pyrovae.inference.parameters import program_modules
 
 PARTICLE_PLATE = "diagnostics_particles"
 """The vectorized plate of independent draws that the diagnostics add left of the pair's."""
@@ -202,9 +203,7 @@ def frozen_parameters(*programs):
     """Within the block no parameter of ``programs`` (``nn.Module`` parameters and Pyro's
     param store) requires gradients: samplers and optimizers of the latents then neither
     differentiate through them nor meet them as constants they cannot trace."""
-    params = [
-        p for program in programs if isinstance(program, nn.Module) for p in program.parameters()
-    ]
+    params = [p for program in programs for m in program_modules(program) for p in m.parameters()]
     params += [p.unconstrained() for _, p in pyro.get_param_store().items()]
     flags = [p.requires_grad for p in params]
     try:
@@ -218,9 +217,12 @@ def frozen_parameters(*programs):
 
 @contextmanager
 def evaluation_mode(*programs):
-    """The ``nn.Module`` programs in eval mode (no dropout, batch-norm statistics fixed) for the
-    block, their modes restored afterwards."""
-    modules = [p for p in programs if isinstance(p, nn.Module)]
+    """The programs' ``nn.Module`` s (:func:`~pyrovae.inference.parameters.program_modules`:
+    also a bound method's instance and the networks a function registers with
+    ``pyro.module``) in eval mode (no dropout, batch-norm statistics fixed) for the block,
+    their modes restored afterwards. In eval mode ``pyro.module`` also passes over the
+    parameters :func:`frozen_parameters` froze instead of warning about each one."""
+    modules = list({id(m): m for p in programs for m in program_modules(p)}.values())
     modes = [m.training for m in modules]
     try:
         for m in modules:
@@ -229,3 +231,38 @@ def evaluation_mode(*programs):
     finally:
         for m, mode in zip(modules, modes, strict=True):
             m.train(mode)
+
+
+def latent_sites(model, guide, x: torch.Tensor) -> list[dict]:
+    """What the model's latent sample sites are, read from one trace on a few rows of
+    ``x: (n, D)`` (the guide drawn, the model replayed on it), in the model's order.
+
+    :returns: per site ``{"name", "event_shape", "size", "per_row", "distribution",
+        "guide_distribution"}``: ``size`` is the number of values in one draw of the event
+        (one per row for a ``per_row`` site, inside the plate over the rows of x; once for a
+        global one), the distributions are the class names of the model's prior and of the
+        guide's family (wrappers such as ``Independent`` removed; None where the guide has
+        no such site and the model draws it).
+    """
+    probe = probe_rows(x)
+    model_trace, guide_trace = trace_pair(model, guide, probe)
+    frames = row_frames(model_trace.nodes[observed_site(model_trace, probe)], probe.shape[0])
+    data_plate = frames[0].name if frames else None
+    sites = []
+    for name in sample_site_names(model_trace, observed=False):
+        site = model_trace.nodes[name]
+        event_shape = tuple(site["fn"].event_shape)
+        in_guide = guide_trace.nodes.get(name)
+        sites.append(
+            {
+                "name": name,
+                "event_shape": list(event_shape),
+                "size": math.prod(event_shape),
+                "per_row": any(f.name == data_plate for f in site["cond_indep_stack"]),
+                "distribution": type(base_distribution(site["fn"])).__name__,
+                "guide_distribution": (
+                    type(base_distribution(in_guide["fn"])).__name__ if in_guide else None
+                ),
+            }
+        )
+    return sites
