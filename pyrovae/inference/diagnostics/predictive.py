@@ -267,7 +267,8 @@ def predictive_check(
     prior_replicates = prior_stats = None
     if prior:
         prior_replicates = replicate(model, guide, x, structure, draws, prior=True)
-        prior_stats = statistics(prior_replicates.samples, image_shape, labels, classes)
+        # Prior replicates are not tied to the test rows: no per-class statistics.
+        prior_stats = statistics(prior_replicates.samples, image_shape)
     pixels_rep = posterior.samples.double().mean(1)  # (S, D): each replicate's pixel means
     pixels_obs = x.double().mean(0)
     return PredictiveCheck(
