@@ -56,12 +56,17 @@ def run_predictive_check(run, model, guide, x, structure, rows: int, draws: int)
     )
 
 
-def sample_quality_skip(run) -> str | None:
-    """Why a run gets no sample quality (None: it gets it)."""
+def sample_quality_skip(run, rows: int) -> str | None:
+    """Why a run gets no sample quality on ``rows`` test rows (None: it gets it)."""
     if run.data.dataset.y_train is None or run.data.y_test is None:
         return "no sample quality: it needs the data set's labels, to train its classifier"
     if not run.data.dataset.num_classes:
         return "no sample quality: the data set declares no number of classes"
+    if rows <= quality.NEAREST:
+        return (
+            f"no sample quality: {rows} test rows are too few for k-NN precision and recall "
+            f"(k = {quality.NEAREST}); diagnose more rows"
+        )
     return None
 
 
@@ -72,7 +77,10 @@ def run_sample_quality(run, model, guide, x, structure, rows: int, seed: int) ->
     n = min(rows, x.shape[0])
     real = run.data.x_test_gray if run.data.x_test_gray is not None else run.data.x_test
     real = real[:n].cpu()
-    net, cached = quality.feature_classifier(dataset.x_train, dataset.y_train, dataset.num_classes)
+    labelled = (dataset.y_train >= 0) & (dataset.y_train < dataset.num_classes)
+    net, cached = quality.feature_classifier(
+        dataset.x_train[labelled], dataset.y_train[labelled], dataset.num_classes
+    )
     generator = torch.Generator().manual_seed(seed)
     train = dataset.x_train[torch.randperm(dataset.x_train.shape[0], generator=generator)[:n]]
     sets = {"test_vs_train": train}

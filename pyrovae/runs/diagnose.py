@@ -303,7 +303,7 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
             )
         out.update(check.summary())
     quality = None
-    skip = criticism.sample_quality_skip(run)
+    skip = criticism.sample_quality_skip(run, min(opts.quality_rows, x.shape[0]))
     if opts.sample_quality and skip:
         notes.append(skip)
     elif opts.sample_quality:
