@@ -91,6 +91,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--datasets", nargs="+", default=["digits", "fashion-mnist"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--digits-epochs", type=int, default=200)
     parser.add_argument("--fashion-epochs", type=int, default=2)
     parser.add_argument("--quality-rows", type=int, default=2000)
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     for dataset in args.datasets:
         epochs = args.digits_epochs if dataset == "digits" else args.fashion_epochs
-        for name in MODELS:
+        for name in args.models:
             if any(r["dataset"] == dataset and r["model"] == name for r in done):
                 continue
             result = run_one(name, dataset, epochs, args, out)
