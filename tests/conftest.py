@@ -15,6 +15,15 @@ def fresh_pyro_state():
     pyro.clear_param_store()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Cached classifiers (sample quality) go to a folder of the test session, not ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PYROVAE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
     """A folder on sys.path for the user modules a test writes; they are forgotten after it."""

@@ -21,15 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="diagnose.py",
         description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
-        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap. Writes "
-        "diagnostics.json, posterior.nc and figures into the run folder.",
+        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap, "
+        "posterior predictive checks, sample quality. Writes diagnostics.json, posterior.nc, "
+        "predictive.nc and figures into the run folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by train_svi.py")
     for f in fields(DiagnosisOptions):
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
-        )
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool:  # on by default: the flag turns it off
+            parser.add_argument(
+                "--no-" + flag[2:], dest=f.name, action="store_false", help=f.metadata["help"]
+            )
+            continue
+        parser.add_argument(flag, type=int, default=f.default, help=f.metadata["help"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--trust-code",

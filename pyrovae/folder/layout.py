@@ -46,6 +46,9 @@ DIAGNOSTIC_FIGURES = {
     "iwae_vs_k": "iwae_vs_k.png",
     "kl_per_dim": "kl_per_dim.png",
     "nuts_vs_q": "nuts_vs_q.png",
+    "ppc_statistics": "ppc_statistics.png",
+    "ppc_pixels": "ppc_pixels.png",
+    "sample_quality": "sample_quality.png",
 }
 """The figures that diagnosing a run adds to its folder, by what they show."""
 

@@ -151,3 +151,97 @@ def plot_nuts_vs_q(
 ) -> Path:
     """:func:`nuts_vs_q_figure` written as a PNG at ``path``; returns the Path."""
     return save_figure(nuts_vs_q_figure(nuts, guide, rows, site, max_dims), path)
+
+
+def ppc_statistics_figure(
+    observed: dict, replicated: dict, p_values: dict, prior: dict | None = None
+) -> Figure:
+    """One panel per test statistic: a histogram of T over the posterior predictive
+    replicates (and the prior predictive's, outlined), the observed T(x) as a line, and the
+    p-value P(T(x_rep) >= T(x)) in the title.
+
+    :param observed: ``name -> T(x)``; ``replicated``, ``prior``: ``name -> (S,)``.
+    """
+    names = list(observed)
+    if not names:
+        raise PyrovaeError("ppc_statistics_figure needs at least one statistic")
+    columns = min(4, len(names))
+    rows = -(-len(names) // columns)
+    fig = Figure(figsize=(3.2 * columns, 2.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        values = np.asarray(replicated[name], dtype=np.float64)
+        ax.hist(values, bins=30, color="tab:blue", alpha=0.6, label="posterior predictive")
+        if prior is not None and name in prior:
+            ax.hist(
+                np.asarray(prior[name], dtype=np.float64),
+                bins=30,
+                histtype="step",
+                color="tab:gray",
+                label="prior predictive",
+            )
+        ax.axvline(observed[name], color="tab:red", label="observed")
+        ax.set_title(f"{name}\np = {p_values[name]:.2f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(names) :]:
+        ax.set_axis_off()
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Test statistics of replicated test sets against the observed one")
+    return fig
+
+
+def plot_ppc_statistics(observed, replicated, p_values, path, prior=None) -> Path:
+    """:func:`ppc_statistics_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(ppc_statistics_figure(observed, replicated, p_values, prior), path)
+
+
+def ppc_pixels_figure(difference, image_shape: tuple[int, int] | None) -> Figure:
+    """The per-pixel mean of the posterior predictive replicates minus the data's, as a
+    heat map (``image_shape`` (H, W)) or against the pixel index (no image shape)."""
+    difference = np.asarray(difference, dtype=np.float64).ravel()
+    limit = max(float(np.abs(difference).max()), 1e-12)
+    fig = Figure(figsize=(4.5, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    if image_shape is not None and int(np.prod(image_shape)) == difference.size:
+        image = ax.imshow(difference.reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        fig.colorbar(image, ax=ax, label="replicated minus observed mean")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    else:
+        ax.bar(np.arange(difference.size), difference, color="tab:blue")
+        ax.set_xlabel("feature")
+        ax.set_ylabel("replicated minus observed mean")
+    ax.set_title(f"Per-pixel marginals (largest gap {limit:.3f})")
+    return fig
+
+
+def plot_ppc_pixels(difference, image_shape, path) -> Path:
+    """:func:`ppc_pixels_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(ppc_pixels_figure(difference, image_shape), path)
+
+
+def sample_quality_figure(rows: dict) -> Figure:
+    """The sample-quality table: one row per image set compared with the test images
+    (``name -> {"frechet_distance", "precision", "recall"}``)."""
+    if not rows:
+        raise PyrovaeError("sample_quality_figure needs at least one row")
+    fig = Figure(figsize=(6.5, 0.6 + 0.35 * (len(rows) + 1)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    cells = [
+        [name, f"{v['frechet_distance']:.3g}", f"{v['precision']:.2f}", f"{v['recall']:.2f}"]
+        for name, v in rows.items()
+    ]
+    table = ax.table(
+        cellText=cells,
+        colLabels=["against the test images", "Fréchet distance", "precision", "recall"],
+        loc="center",
+    )
+    table.auto_set_column_width(list(range(4)))
+    ax.set_title("Sample quality in the data set's own classifier features")
+    return fig
+
+
+def plot_sample_quality(rows: dict, path) -> Path:
+    """:func:`sample_quality_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(sample_quality_figure(rows), path)

@@ -8,7 +8,11 @@ On the run's test rows (the same binarized rows as its test ELBO), for any model
 - Pareto k-hat of each row's weights (PSIS) and the shares above 0.5 and 0.7;
 - KL(q || p) per latent dimension, active units and a posterior-collapse warning;
 - a NUTS reference posterior for a few rows, with R-hat and bulk ESS, and q against it;
-- the amortization gap of a subset of rows.
+- the amortization gap of a subset of rows;
+- posterior and prior predictive checks: test statistics of replicated test sets and their
+  posterior predictive p-values, written to ``predictive.nc`` (ArviZ);
+- sample quality: Fréchet distance and precision/recall of prior samples and reconstructions
+  against the test images, in the features of a classifier trained on the data set.
 
 Global latent sites (outside the data plate, e.g. a Bayesian FA's loadings) are fixed at
 their mean under q, so the per-row numbers are conditional on that plug-in value.
@@ -51,6 +55,7 @@ from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
 from pyrovae.plots import diagnostics as figures
 from pyrovae.report.html import check_sources, write_report
+from pyrovae.runs import criticism
 from pyrovae.runs.load import as_run
 
 DEFAULT_KS = (1, 10, 100, 1000, 5000)
@@ -100,6 +105,13 @@ class DiagnosisOptions:
     nuts_warmup: int = option(500, "NUTS adaptation steps per chain")
     nuts_chains: int = option(2, "NUTS chains (at least 2, for R-hat)")
     amortization_steps: int = option(500, "Adam steps of the per-row refit")
+    ppc: bool = option(True, "posterior and prior predictive checks (--no-ppc: skip)")
+    ppc_rows: int = option(400, "test rows replicated by the predictive checks")
+    ppc_draws: int = option(100, "replicate test sets drawn per predictive check")
+    sample_quality: bool = option(
+        True, "Fréchet distance and precision/recall of samples (--no-sample-quality: skip)"
+    )
+    quality_rows: int = option(2000, "test images compared in the sample-quality table")
     seed: int = option(0, "random seed")
 
     def __post_init__(self):
@@ -120,6 +132,10 @@ class DiagnosisOptions:
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")
                 raise PyrovaeError(f"{flag} must be at least 1, got {getattr(self, name)}")
+        for name, least in (("ppc_rows", 2), ("ppc_draws", 1), ("quality_rows", 10)):
+            if getattr(self, name) < least:
+                flag = "--" + name.replace("_", "-")
+                raise PyrovaeError(f"{flag} must be at least {least}, got {getattr(self, name)}")
         if self.max_points is not None and self.max_points < 1:
             raise PyrovaeError(f"--max-points must be at least 1, got {self.max_points}")
 
@@ -279,10 +295,30 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
                 out.update(gap.summary())
             except PyrovaeError as exc:
                 notes.append(f"no amortization gap: {exc}")
+    check = None
+    if opts.ppc:
+        with _timed(seconds, "ppc"):
+            check = criticism.run_predictive_check(
+                run, model, guide, x, structure, opts.ppc_rows, opts.ppc_draws
+            )
+        out.update(check.summary())
+    quality = None
+    skip = criticism.sample_quality_skip(run, min(opts.quality_rows, x.shape[0]))
+    if opts.sample_quality and skip:
+        notes.append(skip)
+    elif opts.sample_quality:
+        with _timed(seconds, "sample_quality"):
+            numbers, quality_notes = criticism.run_sample_quality(
+                run, model, guide, x, structure, opts.quality_rows, opts.seed
+            )
+        out.update(numbers)
+        notes.extend(quality_notes)
+        quality = numbers["sample_quality"]
     out["notes"] = notes
     out["seconds"] = seconds
     if write:
-        out["files"] = _write(run, out, weights, khat, health, reference)
+        extra = criticism.write_criticism(run.folder.path, check, quality)
+        out["files"] = _write(run, out, weights, khat, health, reference, extra)
     return out
 
 
@@ -309,10 +345,10 @@ def _se(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
 
 
-def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
+def _write(run, out: dict, weights, khat, health, reference, extra=()) -> list[str]:
 
     folder = run.folder.path
-    written = []
+    written = list(extra)
     if khat is not None:
         written.append(figures.plot_khat(khat, folder / DIAGNOSTIC_FIGURES["pareto_k"]))
         by_k = out["iwae_by_k"]
@@ -399,4 +435,20 @@ def one_line_summary(out: dict) -> str:
         parts.append(f"amortization gap {out['amortization_gap']:.3f} nats")
     if out.get("nuts_max_rhat") is not None:
         parts.append(f"NUTS max R-hat {out['nuts_max_rhat']:.3f}")
+    if out.get("ppc_p_values"):
+        failed = out["ppc_failed"]
+        parts.append(
+            f"PPC: {len(failed)} of {len(out['ppc_p_values'])} statistics fail"
+            + (f" ({', '.join(failed)})" if failed else "")
+        )
+    if out.get("sample_quality"):
+        prior, floor = (
+            out["sample_quality"]["prior_samples"],
+            out["sample_quality"]["test_vs_train"],
+        )
+        parts.append(
+            f"prior samples: Fréchet distance {prior['frechet_distance']:.2f} "
+            f"(train vs test {floor['frechet_distance']:.2f}), precision {prior['precision']:.2f}, "
+            f"recall {prior['recall']:.2f}"
+        )
     return "; ".join(parts)
