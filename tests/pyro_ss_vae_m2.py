@@ -13,8 +13,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn as nn
-from pyro.infer import config_enumerate
 from pyro.distributions.util import broadcast_shape
+from pyro.infer import config_enumerate
 
 
 class Exp(nn.Module):

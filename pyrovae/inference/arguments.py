@@ -20,6 +20,7 @@ import inspect
 from contextlib import contextmanager
 
 import pyro.poutine as poutine
+from pyro.contrib.autoname import scope
 import torch
 import torch.nn.functional as F
 
@@ -149,7 +150,7 @@ class FedProgram:
     :param conditions: where a :data:`CONDITION` program called with ``x`` alone finds its rows'
         labels.
     :param auxiliary: ``f(x, y)`` added on labelled batches under ``poutine.scale(alpha)``
-        (Pyro's ``model_classify`` / ``guide_classify``).
+        (Pyro's ``model_classify`` / ``guide_classify``), its sites named ``auxiliary/...``.
     :param alpha: the weight of ``auxiliary`` per labelled row.
     """
 
@@ -182,7 +183,8 @@ class FedProgram:
             else:
                 result = program(x, value)
             if self.auxiliary is not None and value is not None and self.alpha > 0:
-                with poutine.scale(scale=self.alpha):
+                # Its sites (and a plate it enters again) are named "auxiliary/...".
+                with poutine.scale(scale=self.alpha), scope(prefix="auxiliary"):
                     self.auxiliary(x, value)
         return result
 
