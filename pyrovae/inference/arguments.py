@@ -20,9 +20,9 @@ import inspect
 from contextlib import contextmanager
 
 import pyro.poutine as poutine
-from pyro.contrib.autoname import scope
 import torch
 import torch.nn.functional as F
+from pyro.contrib.autoname import scope
 
 from pyrovae.errors import PyrovaeError
 
