@@ -118,17 +118,45 @@ class _Holder(nn.Module):
         self.classifier = classifier
 
 
-def test_pyro_m2_with_labels_beats_its_classifier_trained_on_the_labels_alone(tmp_path):
+def _pyro_m2():
     torch.manual_seed(0)
-    m2 = EnumeratedSSVAE(
+    return EnumeratedSSVAE(
         input_size=64, z_dim=8, hidden_layers=(64,), config_enum="parallel",
         aux_loss_multiplier=1.0,
     )  # fmt: skip
-    untrained = copy.deepcopy(m2.encoder_y)
-    run = pyrovae.train(pair=m2, labels=100, epochs=40, out=str(tmp_path / "m2"), **SMALL)
-    assert run.config.elbo == "enum"  # its guide enumerates y: summed out, not sampled
+
+
+def test_pyro_m2_gets_the_labelled_batches_and_auxiliary_term_of_the_builtin_m2(tmp_path):
+    m2 = _pyro_m2()
+    seen = []
+    original = EnumeratedSSVAE.model_classify
+
+    def spy(self, xs, ys=None):
+        seen.append(None if ys is None else ys.clone())
+        return original(self, xs, ys)
+
+    EnumeratedSSVAE.model_classify = spy
+    try:
+        run = pyrovae.train(pair=m2, labels=100, epochs=1, out=str(tmp_path / "m2"), **SMALL)
+    finally:
+        EnumeratedSSVAE.model_classify = original
+    assert run.summary["elbo"] == "enum"  # its guide enumerates y: summed out, not sampled
     assert isinstance(run.model, FedProgram) and run.model.encoding == "one-hot"
     assert run.model.alpha == pytest.approx(0.3 * 64 * run.data.x_train.shape[0] / 100)
+    # Training steps: the labelled batches of the built-in M2, labels one-hot, each row's
+    # label among the 100 labelled ones.
+    batches = SSVAERecipe().batches(run.data, run.config, torch.device("cpu"))
+    labelled = [args[1] for args in batches.epoch(0) if len(args) > 1 and args[1] is not None]
+    steps = [ys for ys in seen if ys is not None and ys.shape[0] == labelled[0].shape[0]]
+    assert len(steps) >= len(labelled)
+    assert torch.equal(steps[-len(labelled)].argmax(-1), labelled[0])
+
+
+@pytest.mark.slow
+def test_pyro_m2_with_labels_beats_its_classifier_trained_on_the_labels_alone(tmp_path):
+    m2 = _pyro_m2()
+    untrained = copy.deepcopy(m2.encoder_y)
+    run = pyrovae.train(pair=m2, labels=100, epochs=40, out=str(tmp_path / "m2"), **SMALL)
     _, x_test = classifier_inputs(run.data, torch.device("cpu"))
     m2_accuracy = accuracy(nn.Sequential(m2.encoder_y, _Log()), x_test, run.data.y_test)
     # The built-in M2's baseline: the same network, fresh weights, the same 100 labels.
