@@ -232,3 +232,12 @@ def cycled_conditions(programs, n: int, device=None) -> torch.Tensor | None:
         if isinstance(p, FedProgram) and p.kind == CONDITION:
             return torch.arange(n, device=device) % p.num_classes
     return None
+
+
+def add_conditions(programs, x: torch.Tensor, c: torch.Tensor) -> None:
+    """Register the rows ``x: (n, D)`` with their labels ``c: (n,)`` with the
+    :data:`CONDITION` programs among ``programs`` (a no-op for others)."""
+    for p in programs:
+        if isinstance(p, FedProgram) and p.kind == CONDITION and p.conditions is not None:
+            p.conditions.add(x, c)
+            return

@@ -18,7 +18,6 @@ from pyrovae.folder.config import TrainConfig
 from pyrovae.inference.arguments import (
     CONDITION,
     LABELS,
-    X_ONLY,
     FedProgram,
     RowConditions,
     conditioned_on,
@@ -160,7 +159,7 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
     recipe = recipe_cls()
     model, guide = pair.model, pair.guide
     if recipe_cls is Recipe and _is_user_pair(names):
-        model, guide, recipe = settle_feed(model, guide, spec, dataset, config, device, who)
+        model, guide, recipe = settle_feed(model, guide, spec, dataset, config, who)
     probe = dataset.x_train[: config.batch_size].to(device)
     probe_labels = None if dataset.y_train is None else dataset.y_train[: probe.shape[0]]
     name, support = _fed_observation(model, guide, probe, probe_labels)
@@ -194,12 +193,13 @@ def _is_user_pair(names: dict) -> bool:
     )
 
 
-def settle_feed(model, guide, spec: ModelSpec, dataset: Dataset, config, device, who: str):
+def settle_feed(model, guide, spec: ModelSpec, dataset: Dataset, config, who: str):
     """``(model, guide, recipe)``: a user's programs as the runner will call them, fed what
     their signatures take beyond x (:mod:`pyrovae.inference.arguments`), and the recipe that
     batches their rows (:class:`~pyrovae.recipes.fed.FedRecipe`, else the base recipe).
 
-    ``f(x, c)`` gets the rows' labels on every call; ``f(x, y=None)`` gets them on labelled
+    ``f(x, c)`` gets the rows' labels on every call (and so does the other program of the
+    pair if it takes an optional second argument); ``f(x, y=None)`` gets them on labelled
     batches when ``--labels`` is given. Whether the labels go in as one-hot rows or class
     indices is read by tracing the pair on a labelled batch (gradients off, the random state
     left as it was). A signature the runner cannot feed is a one-line error.
@@ -240,7 +240,8 @@ def settle_feed(model, guide, spec: ModelSpec, dataset: Dataset, config, device,
     fed = [
         FedProgram(
             program,
-            X_ONLY if kinds[role][0] == LABELS and kind == CONDITION else kinds[role][0],
+            # With a conditioned model, a program's optional second argument gets c too.
+            CONDITION if kinds[role][0] == LABELS and kind == CONDITION else kinds[role][0],
             dataset.num_classes,
             ENCODINGS[0],
             table,
