@@ -16,11 +16,14 @@ from pyro.poutine.messenger import unwrap
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.arguments import user_program
 
 
 def owner_module(program) -> nn.Module | None:
     """The ``nn.Module`` holding ``program``'s parameters: the program itself, or the object
-    of a bound method (``vae.model``); None for a plain function."""
+    of a bound method (``vae.model``); None for a plain function. A
+    :class:`~pyrovae.inference.arguments.FedProgram` is looked through."""
+    program = user_program(program)
     if isinstance(program, nn.Module):
         return program
     owner = getattr(program, "__self__", None)

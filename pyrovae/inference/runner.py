@@ -143,10 +143,14 @@ class Trainer:
         self.select_by = tuple(select_by)
 
         # Trace once on a whole first batch: checks the pair's contract (one-line errors)
-        # and creates any pyro.param sites.
-        warmup_args = next(iter(self.batches.epoch(0)))
+        # and creates any pyro.param sites; then on the first batch of another form, if
+        # any (a labelled batch after an unlabelled one).
+        warmup_args, other_args = _first_batches(self.batches)
         with torch.no_grad():
             info = check_pair(model, guide, *warmup_args)
+        if other_args is not None:
+            with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices()):
+                check_pair(model, guide, *other_args)
         self.settings = settings = _with_enumeration(settings, info.enumerated_sites)
         self.objective_is_elbo = objective_is_elbo and canonical_elbo_name(settings.elbo) != "iwae"
         # The scale against which an exploding loss is told from training (see _check_finite).
@@ -442,6 +446,24 @@ class Trainer:
         """Load every parameter of the best validation epoch (no-op without validation)."""
         if self.best["epoch"] is not None:
             restore(self.model, self.guide, self.best)
+
+
+def _first_batches(batches) -> tuple[tuple, tuple | None]:
+    """The first batch of epoch 0 and the first one after it whose arguments are None in
+    other places (``(x, y, weight)`` after ``(x,)``), or None; drawn with the random state
+    restored after it, so that training draws what it would have drawn."""
+    batch_iter = iter(batches.epoch(0))
+    first = next(batch_iter)
+    pattern = [a is None for a in first]
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        for _, args in zip(range(3), batch_iter, strict=False):
+            if [a is None for a in args] != pattern:
+                return first, args
+    return first, None
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def selection_score(row: dict, keys: tuple[str, ...]) -> tuple[float, ...] | None:

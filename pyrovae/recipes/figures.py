@@ -15,6 +15,7 @@ import torch
 
 from pyrovae import plots
 from pyrovae.data import spiral_curve
+from pyrovae.inference.arguments import conditioned_on, conditions_of, cycled_conditions
 from pyrovae.inference.diagnostics.latents import latent_health
 from pyrovae.inference.diagnostics.structure import inspect_pair, is_discrete
 from pyrovae.inference.parameters import device_of
@@ -49,22 +50,40 @@ def run_figures(
     shape = dataset.image_shape
     z = encode(model, guide, x)
     site = latent_site(model, guide, x)
+    programs = (model, guide)
+    # A conditioned pair decodes a row with that row's condition, the interpolation with the
+    # first end's, and its prior samples with the classes in turn.
+    shown = conditions_of(programs, x[:16])
+    first = conditions_of(programs, x[:1])
+    cycled = cycled_conditions(programs, 64, x.device)
+
+    def interpolation(path):
+        ends = interpolate(z, labels)
+        with conditioned_on(programs, None if first is None else first.expand(ends.shape[0])):
+            decoded = decode(model, ends, site, dataset.x_dim)
+        return plots.plot_interpolation(_cpu(decoded), shape, path)
+
+    def reconstructions(path):
+        with conditioned_on(programs, shown):
+            return plots.plot_reconstructions(
+                _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape, path
+            )
+
+    def samples(path):
+        with conditioned_on(programs, cycled):
+            drawn = sample_prior(model, 64, dataset.x_dim, device=x.device)
+        return plots.plot_samples(_cpu(drawn), shape, path)
+
     figures = {
         "training_curves.png": lambda path: plots.plot_training_curves(
             history, path, best_epoch=best_epoch(history, select_by)
         ),
-        "reconstructions.png": lambda path: plots.plot_reconstructions(
-            _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape, path
-        ),
-        "samples.png": lambda path: plots.plot_samples(
-            _cpu(sample_prior(model, 64, dataset.x_dim, device=x.device)), shape, path
-        ),
+        "reconstructions.png": reconstructions,
+        "samples.png": samples,
         "latent_space.png": lambda path: plots.plot_latent_space(
             _cpu(z), labels, path, class_names=dataset.class_names
         ),
-        "interpolation.png": lambda path: plots.plot_interpolation(
-            _cpu(decode(model, interpolate(z, labels), site, dataset.x_dim)), shape, path
-        ),
+        "interpolation.png": interpolation,
         "traversals.png": lambda path: latent_traversals(model, guide, x, shape, path),
     }
     if dataset.x_dim == 2 and shape is None:
@@ -152,7 +171,10 @@ def latent_traversals(model, guide, x: torch.Tensor, image_shape, path):
     codes = z.repeat(len(order), len(values), 1)  # (dims, values, k)
     for row, d in enumerate(order):
         codes[row, :, d] = values
-    images = decode(model, codes.reshape(-1, z.shape[0]), site, x.shape[-1])
+    codes = codes.reshape(-1, z.shape[0])
+    first = conditions_of((model, guide), x[:1])
+    with conditioned_on((model, guide), None if first is None else first.expand(codes.shape[0])):
+        images = decode(model, codes, site, x.shape[-1])
     measure = "KL" if kl is not None else "var"
     labels = [f"{site}[{d}], {measure} {score[d]:.2f}" for d in order]
     return plots.plot_traversals(_cpu(images), image_shape, labels, TRAVERSAL_VALUES, path)

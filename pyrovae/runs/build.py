@@ -15,11 +15,20 @@ from pyrovae import data as data_lib
 from pyrovae.data import Dataset, PreparedData
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
-from pyrovae.inference.contract import observation
+from pyrovae.inference.arguments import (
+    CONDITION,
+    LABELS,
+    FedProgram,
+    RowConditions,
+    conditioned_on,
+    signature_kind,
+)
+from pyrovae.inference.contract import observation, trace_programs
 from pyrovae.inference.parameters import owner_module
 from pyrovae.models import ModelSpec
 from pyrovae.models.likelihoods import check_likelihood_name
 from pyrovae.recipes import GUIDE_OPTIONS, Recipe, recipe_class
+from pyrovae.recipes.fed import FED_OPTIONS, FedRecipe, auxiliary_weight
 from pyrovae.runs.programs import ReadSpec, build_programs
 
 PROGRAM_KEYS = ("model", "guide", "pair", "recipe")
@@ -121,7 +130,10 @@ def resolve(config: TrainConfig, programs: dict | None = None) -> Resolved:
     if guide_name is None and names["pair"] is None and names["guide"] is None:
         guide_name = recipe_cls.default_guide
     who = f"--model {config.model_name}" + (f" with --guide {guide_name}" if guide_name else "")
-    options = recipe_cls.resolve_options(config.options, who, GUIDE_OPTIONS.get(guide_name, ()))
+    extra = GUIDE_OPTIONS.get(guide_name, ())
+    if recipe_cls is Recipe and _is_user_pair(names):
+        extra = (*extra, *FED_OPTIONS)  # checked against the signatures by settle_feed
+    options = recipe_cls.resolve_options(config.options, who, extra)
     config = replace(config, options=options, elbo=config.elbo or recipe_cls.elbo)
     return Resolved(config, recipe_cls, names, guide_name, who)
 
@@ -151,7 +163,13 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
             f"--net conv: {who} builds no convolutional network; drop --net conv (the "
             "neural models, vae, ssvae, ae and gumbel-vae, offer it)"
         )
-    name, support = observation(pair.model, dataset.x_train[: config.batch_size].to(device))
+    recipe = recipe_cls()
+    model, guide = pair.model, pair.guide
+    if recipe_cls is Recipe and _is_user_pair(names):
+        model, guide, recipe = settle_feed(model, guide, spec, dataset, config, who)
+    probe = dataset.x_train[: config.batch_size].to(device)
+    probe_labels = None if dataset.y_train is None else dataset.y_train[: probe.shape[0]]
+    name, support = _fed_observation(model, guide, probe, probe_labels)
     if dataset.features is not None and support in ("binary", "levels", "unit"):
         raise PyrovaeError(
             f"--features gives real-valued posterior means, but the model observes x with a "
@@ -166,11 +184,10 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
         val_fraction=config.val_fraction,
         seed=config.seed,
     )
-    user = any(v is not None and not is_registry_name(v) for v in map(names.get, USER_KEYS))
-    read = watched.fields_read() if user else None
-    return Built(
-        data, spec, pair.model, pair.guide, pair.guide_name, recipe_cls(), config, device, read
-    )
+    _register_conditions((model, guide), data)
+    check_feed(model, guide, data, config.batch_size, device, who)
+    read = watched.fields_read() if _is_user_pair(names) else None
+    return Built(data, spec, model, guide, pair.guide_name, recipe, config, device, read)
 
 
 USER_KEYS = ("model", "guide", "pair")
@@ -206,6 +223,154 @@ def check_flags_used(built: Built, who: str) -> None:
                 f"networks; only a class or factory f(spec) reading spec.{name} takes it); "
                 f"drop {flag}, or set it in your own code"
             )
+
+
+def _is_user_pair(names: dict) -> bool:
+    """Whether the programs are a user's (``--pair``, ``package.module:attr`` or objects),
+    not registered ones, whose recipes feed them."""
+    return any(v is not None and not is_registry_name(v) for v in map(names.get, USER_KEYS))
+
+
+def settle_feed(model, guide, spec: ModelSpec, dataset: Dataset, config, who: str):
+    """``(model, guide, recipe)``: a user's programs as the runner will call them, fed what
+    their signatures take beyond x (:mod:`pyrovae.inference.arguments`), and the recipe that
+    batches their rows (:class:`~pyrovae.recipes.fed.FedRecipe`, else the base recipe).
+
+    ``f(x, c)`` gets the rows' labels on every call (and so does the other program of the
+    pair if it takes an optional second argument); ``f(x, y=None)`` gets them on labelled
+    batches when ``--labels`` is given. Whether the labels go in as one-hot rows or class
+    indices is read by tracing the pair on a labelled batch (gradients off, the random state
+    left as it was). A signature the runner cannot feed is a one-line error.
+    """
+    kinds = {
+        "model": signature_kind(model, f"the model of {who}"),
+        "guide": signature_kind(guide, f"the guide of {who}"),
+    }
+    conditioned = [(role, arg) for role, (kind, arg) in kinds.items() if kind == CONDITION]
+    optional = [(role, arg) for role, (kind, arg) in kinds.items() if kind == LABELS]
+    labels = config.options.get("labels")
+    if labels is not None and not (conditioned or optional):
+        raise PyrovaeError(
+            f"--labels {labels}: the model and guide of {who} take x alone, so they have no "
+            "argument for labels; give them a second argument, f(x, y=None), or drop --labels"
+        )
+    if not conditioned and labels is None:
+        return model, guide, Recipe()
+    role, arg = (conditioned or optional)[0]
+    if dataset.y_train is None or not dataset.num_classes:
+        wants = "requires" if conditioned else "takes"
+        raise PyrovaeError(
+            f"the {role} of {who} {wants} {arg!r} beyond x, which the runner fills with the "
+            f"data set's labels, but {dataset.name} has none; use a data set with labels "
+            f"(digits, mnist, fashion-mnist or an .npz with y_train, y_test) or give {arg!r} "
+            "a default"
+        )
+    kind = CONDITION if conditioned else LABELS
+    alpha = 0.0
+    owner = getattr(model, "__self__", None)
+    auxiliary = [getattr(owner, name, None) for name in ("model_classify", "guide_classify")]
+    if kind == LABELS and all(callable(f) for f in auxiliary):
+        num_data = spec.num_data or dataset.x_train.shape[0]
+        alpha = auxiliary_weight(spec, num_data, config)
+    else:
+        auxiliary = [None, None]
+    table = RowConditions() if kind == CONDITION else None
+    fed = [
+        FedProgram(
+            program,
+            # With a conditioned model, a program's optional second argument gets c too.
+            CONDITION if kinds[role][0] == LABELS and kind == CONDITION else kinds[role][0],
+            dataset.num_classes,
+            ENCODINGS[0],
+            table,
+            aux,
+            alpha,
+        )
+        for role, program, aux in (("model", model, auxiliary[0]), ("guide", guide, auxiliary[1]))
+    ]
+    return fed[0], fed[1], FedRecipe(kind)
+
+
+ENCODINGS = ("one-hot", "index")
+"""How labels may go in: ``(batch, K)`` one-hot rows or ``(batch,)`` class indices."""
+
+
+def _fed_observation(model, guide, x: torch.Tensor, y: torch.Tensor | None):
+    """:func:`~pyrovae.inference.contract.observation` of ``model`` on ``x``; a fed model is
+    given the labels ``y``, as one-hot rows or else as class indices (the first it runs with)."""
+    if not isinstance(model, FedProgram) or y is None:
+        return observation(model, x)
+    failure = None
+    for encoding in ENCODINGS:
+        _set_encoding((model, guide), encoding)
+        with conditioned_on((model, guide), y):
+            try:
+                return observation(model, x)
+            except PyrovaeError as exc:
+                failure = failure or exc
+    _set_encoding((model, guide), ENCODINGS[0])
+    raise failure
+
+
+def _set_encoding(programs, encoding: str) -> None:
+    for program in programs:
+        if isinstance(program, FedProgram):
+            program.encoding = encoding
+
+
+def check_feed(model, guide, data: PreparedData, batch_size: int, device, who: str) -> None:
+    """Settle how fed programs take labels: trace the pair, with Pyro's argument checks, on a
+    labelled batch of the prepared training rows, the labels as one-hot rows and then as
+    class indices; keep the first that passes (gradients off, the random state left as it
+    was). Neither passing is a one-line error."""
+    fed = [p for p in (model, guide) if isinstance(p, FedProgram)]
+    if not fed:
+        return
+    x = data.training_rows(batch_size).to(device)
+    y = data.y_train[: x.shape[0]].to(device)
+    first = fed[0].encoding
+    failures = []
+    for encoding in (first, *(e for e in ENCODINGS if e != first)):
+        _set_encoding(fed, encoding)
+        try:
+            with torch.random.fork_rng(devices=_cuda(device)), torch.no_grad():
+                with pyro.validation_enabled(True):
+                    trace_programs(model, guide, x, y)
+        except Exception as exc:  # noqa: BLE001 -- the other encoding may be the one it takes
+            failures.append(f"as {encoding}: {str(exc).splitlines()[0]}")
+            continue
+        return
+    raise PyrovaeError(
+        f"{who} takes labels beyond x, but fails on a labelled batch with them as one-hot "
+        f"rows (batch, {fed[0].num_classes}) and as class indices (batch,) "
+        f"({'; '.join(failures)}); make it accept one of them"
+    )
+
+
+def _cuda(device: torch.device) -> list:
+    return [device] if device.type == "cuda" else []
+
+
+def _register_conditions(programs, data: PreparedData) -> None:
+    """Give the conditioned programs the labels of every row set the run evaluates: the
+    training rows (and their fixed binarization), validation and test rows (and their gray
+    levels)."""
+    tables = [
+        p.conditions for p in programs if isinstance(p, FedProgram) and p.conditions is not None
+    ]
+    if not tables:
+        return
+    table = tables[0]
+    table.add(data.x_train, data.y_train)
+    table.add(data.training_rows(data.x_train.shape[0]), data.y_train)
+    for x, y in (
+        (data.x_val, data.y_val),
+        (data.x_test, data.y_test),
+        (data.x_val_gray, data.y_val),
+        (data.x_test_gray, data.y_test),
+    ):
+        if x is not None:
+            table.add(x, y)
 
 
 def _available_bytes() -> int | None:

@@ -24,6 +24,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.folder.config import TrainConfig
 from pyrovae.folder.layout import RunFolder, check_run_folder
 from pyrovae.inference import Trainer
+from pyrovae.inference.arguments import add_conditions
 from pyrovae.inference.checkpoint import export_params
 from pyrovae.inference.diagnostics.structure import latent_sites
 from pyrovae.inference.distributed import (
@@ -153,6 +154,9 @@ def _train(
         objective_is_elbo=recipe.train_objective_is_elbo,
         select_by=recipe.select_by,
     )
+    if data.y_train is not None:
+        train_x = trainer_options["train_x"]
+        add_conditions((model, guide), train_x, data.y_train[: train_x.shape[0]])
     batches = recipe.batches(data, config, device)
     if group is None:
         trainer = Trainer(model, guide, batches, config.settings(), **trainer_options)
