@@ -197,13 +197,17 @@ def plot_ppc_statistics(observed, replicated, p_values, path, prior=None) -> Pat
 
 def ppc_pixels_figure(difference, image_shape: tuple[int, int] | None) -> Figure:
     """The per-pixel mean of the posterior predictive replicates minus the data's, as a
-    heat map (``image_shape`` (H, W)) or against the pixel index (no image shape)."""
+    heat map (``image_shape`` (H, W); (C, H, W): the C maps side by side) or against the
+    pixel index (no image shape)."""
     difference = np.asarray(difference, dtype=np.float64).ravel()
     limit = max(float(np.abs(difference).max()), 1e-12)
     fig = Figure(figsize=(4.5, 3.8), layout="constrained")
     ax = fig.add_subplot()
     if image_shape is not None and int(np.prod(image_shape)) == difference.size:
-        image = ax.imshow(difference.reshape(image_shape), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        *channels, h, w = image_shape
+        # Colour: the channels' maps side by side, each as a grey heat map.
+        planes = difference.reshape(-1, h, w).transpose(1, 0, 2).reshape(h, -1)
+        image = ax.imshow(planes, cmap="RdBu_r", vmin=-limit, vmax=limit)
         fig.colorbar(image, ax=ax, label="replicated minus observed mean")
         ax.set_xticks([])
         ax.set_yticks([])

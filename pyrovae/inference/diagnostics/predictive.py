@@ -160,14 +160,16 @@ def statistics(
 
     ``mean_intensity``: mean value over rows and pixels; ``fraction_on``: share of values
     above 0.5; ``neighbor_correlation_horizontal`` / ``_vertical``: Pearson correlation of
-    neighboring pixels (when ``image_shape`` (H, W) is given, H, W >= 2);
+    neighboring pixels (when ``image_shape`` (H, W) or (C, H, W) is given, H, W >= 2; within
+    each channel);
     ``mean_intensity_class_<k>``: mean intensity of the rows of label k (``labels: (n,)``).
     Constant data give a correlation of 0.
     """
     rows = per_row_statistics(x)
     out = {name: value.mean(-1) for name, value in rows.items()}
-    if image_shape is not None and min(image_shape) >= 2:
-        images = x.double().reshape(*x.shape[:-1], *image_shape)
+    if image_shape is not None and min(image_shape[-2:]) >= 2:
+        # (..., n, C, H, W) colour images count each channel plane as an image of its own.
+        images = x.double().reshape(*x.shape[:-1], -1, *image_shape[-2:]).flatten(-4, -3)
         out["neighbor_correlation_horizontal"] = _neighbor_correlation(images, -1)
         out["neighbor_correlation_vertical"] = _neighbor_correlation(images, -2)
     if labels is not None:
