@@ -12,6 +12,9 @@ Four forms of a pair are accepted, on the command line and in ``pyrovae.train``:
    (``--model my_fns:model --guide my_fns:guide``);
 4. any of these passed as Python objects: classes, factories, instances or functions.
 
+An autoguide class (``--guide pyro.infer.autoguide:AutoNormal``) is built on the model,
+``AutoNormal(model)`` (see :mod:`pyrovae.inference.autoguides`).
+
 A class is always built (with the spec, or with no arguments if it takes none). A function is
 a factory when its first parameter is named ``spec`` or annotated ``ModelSpec``; any other
 function, and any callable instance, is the program itself.
@@ -22,6 +25,7 @@ import types
 from dataclasses import dataclass
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.autoguides import build_autoguide, is_autoguide_class
 from pyrovae.models import GUIDES, ModelSpec, build_guide, build_model
 from pyrovae.recipes import Recipe
 from pyrovae.recipes.lookup import resolve_attr
@@ -80,8 +84,16 @@ def build_object(factory, spec: ModelSpec, what: str):
     )
 
 
-def as_program(obj, spec: ModelSpec, what: str):
-    """A Pyro program from a class, a factory, an instance or a function (see the module)."""
+def as_program(obj, spec: ModelSpec, what: str, model=None):
+    """A Pyro program from a class, a factory, an instance or a function (see the module);
+    an autoguide class is built on ``model`` (the guide's model)."""
+    if is_autoguide_class(obj):
+        if model is None:
+            raise PyrovaeError(
+                f"{what} is an autoguide, a guide built on a model: give it as --guide "
+                f"(with --model), not as the model"
+            )
+        return build_autoguide(obj, model, what)
     if isinstance(obj, types.BuiltinFunctionType | types.BuiltinMethodType):
         raise PyrovaeError(
             f"{what} is the built-in {obj.__qualname__}, not a Pyro program: give a class, a "
@@ -94,12 +106,12 @@ def as_program(obj, spec: ModelSpec, what: str):
     return obj
 
 
-def _user_program(value, flag: str, spec, what: str):
+def _user_program(value, flag: str, spec, what: str, model=None):
     """A program from ``package.module:attr`` or a Python object; None for a registry name."""
     if isinstance(value, str) and ":" not in value:
         return None  # a registry name: built by the caller
     obj = resolve_attr(value, flag) if isinstance(value, str) else value
-    return as_program(obj, spec, what)
+    return as_program(obj, spec, what, model)
 
 
 def build_programs(model, guide, pair, spec: ModelSpec, recipe: type[Recipe]) -> Programs:
@@ -137,7 +149,7 @@ def build_programs(model, guide, pair, spec: ModelSpec, recipe: type[Recipe]) ->
                 f"{', '.join(sorted(GUIDES))}) or --guide package.module:attr"
             )
     guide_name = guide if isinstance(guide, str) else object_name(guide)
-    guide_program = _user_program(guide, "--guide", spec, f"--guide {guide_name}")
+    guide_program = _user_program(guide, "--guide", spec, f"--guide {guide_name}", model_program)
     if guide_program is None:
         guide_program = build_guide(guide, spec, model_program)
     return Programs(model_program, guide_program, model_name, guide_name)

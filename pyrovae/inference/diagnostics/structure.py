@@ -17,6 +17,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.autoguides import transformed_draws
 from pyrovae.inference.contract import observed_site, row_frames
 
 PARTICLE_PLATE = "diagnostics_particles"
@@ -59,6 +60,9 @@ class PairStructure:
     :param enumerated_sites: guide sites configured for parallel enumeration (summed out).
     :param point_mass_sites: local guide sites drawn from a ``Delta``: such a guide has no
         density, so it gives no importance weights.
+    :param global_point_mass_sites: global guide sites drawn from a ``Delta`` (a MAP part
+        such as ``AutoDelta``): the objective is then not a bound on log p(x). An
+        autoguide's ``Delta`` that hands out a transformed random draw is not one.
     :param sampled_discrete_sites: discrete guide sites that are sampled, not enumerated
         (e.g. one-hot codes): no NUTS reference can be had for them.
     """
@@ -72,6 +76,7 @@ class PairStructure:
     enumerated_sites: tuple[str, ...]
     point_mass_sites: tuple[str, ...]
     sampled_discrete_sites: tuple[str, ...] = ()
+    global_point_mass_sites: tuple[str, ...] = ()
 
     @property
     def guide_is_density(self) -> bool:
@@ -145,6 +150,8 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
     nesting = max([1, *(-d for d in _plate_dims(model_trace) + _plate_dims(guide_trace))])
     nesting = max(nesting, int(getattr(model, "max_plate_nesting", 0) or 0))
     local, global_, enumerated, point_mass, sampled_discrete = [], [], [], [], []
+    global_point_mass = []
+    random_deltas = transformed_draws(guide, guide_trace, probe)
     for name in sample_site_names(guide_trace, observed=False):
         site = guide_trace.nodes[name]
         in_data = any(f.name == data_frame.name for f in site["cond_indep_stack"])
@@ -153,8 +160,8 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
             enumerated.append(name)
         elif is_discrete(site["fn"]):
             sampled_discrete.append(name)
-        if in_data and is_point_mass(site["fn"]):
-            point_mass.append(name)
+        if is_point_mass(site["fn"]) and name not in random_deltas:
+            (point_mass if in_data else global_point_mass).append(name)
     return PairStructure(
         obs_site=obs,
         data_plate=data_frame.name,
@@ -165,6 +172,7 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
         enumerated_sites=tuple(enumerated),
         point_mass_sites=tuple(point_mass),
         sampled_discrete_sites=tuple(sampled_discrete),
+        global_point_mass_sites=tuple(global_point_mass),
     )
 
 
