@@ -44,7 +44,7 @@ from pyrovae.inference.diagnostics.structure import (
     condition_on_globals,
     evaluation_mode,
     frozen_parameters,
-    global_means,
+    global_draws,
     inspect_pair,
 )
 from pyrovae.inference.parameters import device_of
@@ -170,7 +170,9 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     if x.shape[0] == 0:
         raise PyrovaeError("the run has no test rows to diagnose")
     structure = inspect_pair(run.model, run.guide, x)
-    model, guide = condition_on_globals(run.model, run.guide, global_means(run.guide, structure, x))
+    globals_drawn = global_draws(run.guide, structure, x)
+    plug_in = {name: drawn.mean(0) for name, drawn in globals_drawn.items()}
+    model, guide = condition_on_globals(run.model, run.guide, plug_in)
     seconds: dict[str, float] = {}
     notes: list[str] = []
     out: dict = {
@@ -282,7 +284,7 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     out["notes"] = notes
     out["seconds"] = seconds
     if write:
-        out["files"] = _write(run, out, weights, khat, health, reference)
+        out["files"] = _write(run, out, weights, khat, health, reference, globals_drawn)
     return out
 
 
@@ -309,7 +311,7 @@ def _se(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
 
 
-def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
+def _write(run, out: dict, weights, khat, health, reference, globals_drawn) -> list[str]:
 
     folder = run.folder.path
     written = []
@@ -342,8 +344,10 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
                 site=site,
             )
         )
-    if weights is not None or reference is not None:
-        written.append(_write_inference_data(folder / "posterior.nc", weights, khat, reference))
+    if weights is not None or reference is not None or globals_drawn:
+        written.append(
+            _write_inference_data(folder / "posterior.nc", weights, khat, reference, globals_drawn)
+        )
     names = [Path(p).name for p in written]
     atomic_write_text(
         folder / "diagnostics.json",
@@ -353,13 +357,21 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
     return names + ["diagnostics.json"]
 
 
-def _write_inference_data(path: Path, weights, khat, reference) -> Path:
+def _write_inference_data(path: Path, weights, khat, reference, globals_drawn=None) -> Path:
     """``posterior.nc``: NUTS draws (``posterior``, ``sample_stats``), the guide's draws for
-    the same rows (``approximate_posterior``) and per-row importance results
-    (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``, ``elbo``)."""
+    the same rows (``approximate_posterior``), the guide's draws of the global sites
+    (``global_posterior``: one chain of draws, a variable per site) and per-row importance
+    results (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``,
+    ``elbo``)."""
 
     az = import_arviz()
     idata = reference.inference_data() if reference is not None else az.InferenceData()
+    if globals_drawn:
+        drawn = {name: d.detach().cpu().double().numpy()[None] for name, d in globals_drawn.items()}
+        dims = {name: [f"{name}_dim_{i}" for i in range(d.ndim - 2)] for name, d in drawn.items()}
+        group = az.convert_to_dataset(drawn, dims=dims)
+        group.attrs["description"] = "draws of the global latent sites from the guide q"
+        idata.add_groups({"global_posterior": group}, warn_on_custom_groups=False)
     if weights is not None:
         n, k = weights.log_weights.shape
         importance = xr.Dataset(

@@ -177,13 +177,13 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
 
 
 @torch.no_grad()
-def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
-    """The mean of ``draws`` guide draws of each global latent site (e.g. a Bayesian FA's
-    loadings W): the plug-in values at which the per-row diagnostics condition both programs."""
+def global_draws(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
+    """``draws`` guide draws of each global latent site (e.g. a Bayesian FA's loadings W),
+    ``{name: (draws, *site shape)}``; ``{}`` without global sites."""
     if not structure.global_sites:
         return {}
     probe = probe_rows(x)
-    sums: dict[str, torch.Tensor] = {}
+    values: dict[str, list[torch.Tensor]] = {}
     for _ in range(draws):
         with poutine.block():
             trace = poutine.trace(guide).get_trace(probe)
@@ -194,8 +194,14 @@ def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 
                     f"the guide's global site {name!r} is discrete; the diagnostics condition "
                     "global sites on their mean, which needs a continuous one"
                 )
-            sums[name] = sums.get(name, 0) + site["value"]
-    return {name: total / draws for name, total in sums.items()}
+            values.setdefault(name, []).append(site["value"])
+    return {name: torch.stack(parts) for name, parts in values.items()}
+
+
+def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
+    """The mean of ``draws`` guide draws of each global latent site: the plug-in values at
+    which the per-row diagnostics condition both programs."""
+    return {name: d.mean(0) for name, d in global_draws(guide, structure, x, draws).items()}
 
 
 def condition_on_globals(model, guide, values: dict):
