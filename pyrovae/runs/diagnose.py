@@ -212,12 +212,22 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
                 model, guide, x, opts.iwae_samples, structure, progress=progress
             )
         out.update(_iwae_numbers(weights))
+        out["importance_weights_mode"] = "vectorized" if weights.vectorized else "particle loop"
         if not weights.vectorized:
-            notes.append("the pair does not broadcast over a sample dimension: one particle a pass")
+            notes.append(
+                "the pair does not broadcast over a sample dimension: importance weights drawn "
+                f"one particle a pass ({opts.iwae_samples} passes over each chunk of rows "
+                "instead of one)"
+            )
         with _timed(seconds, "pareto_k"):
             khat = pareto_khat(weights.log_weights)
         out.update(khat_summary(khat))
-    for key in ("iwae_log_likelihood", "iwae_standard_error", "iwae_by_k"):
+    for key in (
+        "iwae_log_likelihood",
+        "iwae_standard_error",
+        "iwae_by_k",
+        "importance_weights_mode",
+    ):
         out.setdefault(key, None)
     for key in ("pareto_k_share_above_0.5", "pareto_k_share_above_0.7"):
         out.setdefault(key, None)

@@ -25,9 +25,10 @@ import torch
 from torch.distributions import transform_to
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.importance import importance_weights, point_terms
+from pyrovae.inference.diagnostics.importance import importance_weights, one_line, point_terms
 from pyrovae.inference.diagnostics.structure import (
     PARTICLE_PLATE,
+    SHAPE_ERRORS,
     PairStructure,
     frozen_parameters,
     with_particles,
@@ -210,7 +211,13 @@ def amortization_gap(
         schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=steps)
         with pyro.validation_enabled(False):
             for _ in tqdm(range(steps), desc="amortization gap", disable=not progress):
-                terms = point_terms(model, program, points, num_particles, structure)
+                try:
+                    terms = point_terms(model, program, points, num_particles, structure)
+                except SHAPE_ERRORS as exc:
+                    raise PyrovaeError(
+                        "the refit draws its particles in one vectorized plate, over which the "
+                        f"pair does not broadcast ({one_line(exc)})"
+                    ) from exc
                 loss = -terms.elbo.mean(0).sum()
                 optimizer.zero_grad()
                 loss.backward()

@@ -124,6 +124,35 @@ def trace_pair(model, guide, x: torch.Tensor):
     return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
+SHAPE_ERRORS = (RuntimeError, ValueError, IndexError)
+"""What a program that does not broadcast over a leading particle dimension raises there
+(``torch.cat`` of a 3-D and a 2-D tensor, ``x.view(-1, 64)`` feeding a mismatched plate)."""
+
+
+def repeat_rows(x: torch.Tensor, times: int) -> torch.Tensor:
+    """``x: (B, ...)`` stacked ``times`` times, ``(times * B, ...)``: row ``k * B + b`` is
+    row ``b``, so a site value ``(times * B, ...)`` reshapes to ``(times, B, ...)``."""
+    return x.repeat(times, *([1] * (x.dim() - 1)))
+
+
+def particle_traces(model, guide, x: torch.Tensor, num_particles: int, structure):
+    """``(model_trace, guide_trace, vectorized)``: ``num_particles`` guide draws on every row
+    of ``x: (B, D)`` and the model replayed on them. In one vectorized particle plate when
+    the pair broadcasts over it; else, for programs written for 2-D batches (as Pyro's M2
+    networks are), on the rows repeated ``num_particles`` times (``vectorized`` False): the
+    same draws, ``num_particles`` times the rows in one pass. Either way the values of a
+    local site reshape to ``(num_particles, B, ...)``."""
+    try:
+        traces = trace_pair(
+            with_particles(model, num_particles, structure.particle_dim),
+            with_particles(guide, num_particles, structure.particle_dim),
+            x,
+        )
+        return (*traces, True)
+    except SHAPE_ERRORS:
+        return (*trace_pair(model, guide, repeat_rows(x, num_particles)), False)
+
+
 def _plate_dims(trace) -> list[int]:
     return [
         frame.dim
