@@ -47,12 +47,17 @@ def run_figures(
     x = data.x_test[:max_points].to(device_of(model, guide))
     labels = None if data.y_test is None else data.y_test[:max_points]
     shape = dataset.image_shape
-    z = encode(model, guide, x)
-    site = latent_site(model, guide, x)
-    figures = {
+    curves = {
         "training_curves.png": lambda path: plots.plot_training_curves(
             history, path, best_epoch=best_epoch(history, select_by)
         ),
+    }
+    if not inspect_pair(model, guide, x).local_sites:  # global latents only: no z per row
+        return [draw(out_dir / name) for name, draw in curves.items() if name not in skip]
+    z = encode(model, guide, x)
+    site = latent_site(model, guide, x)
+    figures = {
+        **curves,
         "reconstructions.png": lambda path: plots.plot_reconstructions(
             _cpu(x[:16]), _cpu(reconstruct(model, guide, x[:16])), shape, path
         ),
