@@ -277,9 +277,40 @@ def test_diagnose_runs_on_a_pair_that_does_not_broadcast(user_dir):
     _flat_pairs(user_dir)
     out = user_dir / "run"
     pyrovae.train(pair="user_flat:Flat", epochs=1, batch_size=128, quiet=True, out=str(out))
-    result = pyrovae.diagnose(out, trust_code=True, **{**SMALL, **TINY_NUTS})
+    options = {**SMALL, **TINY_NUTS, "amortization_points": 2, "amortization_steps": 3}
+    result = pyrovae.diagnose(out, trust_code=True, **options)
     assert result["importance_weights_mode"] == "particle loop"
+    assert math.isfinite(result["amortization_gap"])  # refit one particle a pass
     assert any("one particle a pass" in note for note in result["notes"])
     assert result["iwae_log_likelihood"] is not None and result["nuts_max_rhat"] is not None
     written = json.loads((out / "diagnostics.json").read_text())
     assert written["importance_weights_mode"] == "particle loop"
+
+
+def test_an_autonormal_over_the_local_latent_inside_a_function_guide_is_refused_too():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    part = AutoNormal(model)
+
+    def guide(x):
+        return part(x)
+
+    with pytest.raises(pyrovae.PyrovaeError, match="cannot amortize"):
+        pyrovae.inference.check_pair(model, guide, torch.zeros(4, 3))
+
+
+def test_an_amortized_guide_with_auxiliary_sites_of_its_own_passes_the_check():
+    def model(x):
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(x.new_zeros(3), 1.0).to_event(1))
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", x.shape[0]):
+            u = pyro.sample("u", dist.Normal(x, 1.0).to_event(1), infer={"is_auxiliary": True})
+            pyro.sample("z", dist.Normal(u, 0.5).to_event(1))
+
+    pyrovae.inference.check_pair(model, guide, torch.zeros(4, 3))

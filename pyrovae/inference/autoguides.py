@@ -85,11 +85,15 @@ def check_no_local_autoguide(guide, guide_trace, model_trace, data_plates: set[s
             for name, site in prototype.iter_stochastic_nodes()
             if _in_plates(site, data_plates)
         ]
+    # An autoguide called from a plain function: AutoNormal's draw of site s is made at the
+    # auxiliary site "s_unconstrained" (an amortized guide's own auxiliary sites are fine).
     local += [
-        name
+        name.removesuffix("_unconstrained")
         for name, site in guide_trace.nodes.items()
         if site["type"] == "sample"
         and site["infer"].get("is_auxiliary", False)
+        and name.endswith("_unconstrained")
+        and name.removesuffix("_unconstrained") in guide_trace.nodes
         and _in_plates(site, data_plates)
     ]
     if not local:

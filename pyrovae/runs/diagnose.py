@@ -215,9 +215,9 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
         out["importance_weights_mode"] = "vectorized" if weights.vectorized else "particle loop"
         if not weights.vectorized:
             notes.append(
-                "the pair does not broadcast over a sample dimension: importance weights drawn "
-                f"one particle a pass ({opts.iwae_samples} passes over each chunk of rows "
-                "instead of one)"
+                "the pair does not broadcast over a sample dimension: importance weights (and "
+                "the amortization refit's particles) drawn one particle a pass "
+                f"({opts.iwae_samples} passes over each chunk of rows instead of one)"
             )
         with _timed(seconds, "pareto_k"):
             khat = pareto_khat(weights.log_weights)
