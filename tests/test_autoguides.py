@@ -168,6 +168,13 @@ def test_autonormal_named_as_the_guide_recovers_the_exact_posterior(user_dir):
     assert torch.allclose(run.guide.scales.w.double(), torch.full((3,), sd).double(), atol=0.03)
     summary = json.loads((user_dir / "run" / "summary.json").read_text())
     assert "objective" not in summary  # AutoNormal's Delta sites are draws, not point masses
+    config = json.loads((user_dir / "run" / "config.json").read_text())
+    assert config["guide"] == "pyro.infer.autoguide:AutoNormal"
+    loaded = pyrovae.load_run(user_dir / "run", trust_code=True)  # AutoNormal(model) again
+    saved = load_checkpoint(user_dir / "run" / "checkpoint.pt")["guide"]
+    restored = dict(loaded.guide.named_parameters())
+    assert set(restored) == set(saved) == {"locs.w_unconstrained", "scales.w_unconstrained"}
+    assert all(torch.equal(restored[name].detach(), saved[name]) for name in saved)
 
 
 def test_autonormal_over_a_per_row_latent_is_one_line(user_dir, capsys):
