@@ -52,7 +52,7 @@ def run_figures(
             history, path, best_epoch=best_epoch(history, select_by)
         ),
     }
-    if not inspect_pair(model, guide, x).local_sites:  # global latents only: no z per row
+    if not _has_local_latent(model, guide, x):  # global latents only: no z per row
         return [draw(out_dir / name) for name, draw in curves.items() if name not in skip]
     z = encode(model, guide, x)
     site = latent_site(model, guide, x)
@@ -85,6 +85,13 @@ def run_figures(
         )
     written = [draw(out_dir / name) for name, draw in figures.items() if name not in skip]
     return [path for path in written if path is not None]  # None: the figure does not apply
+
+
+def _has_local_latent(model, guide, x: torch.Tensor) -> bool:
+    if getattr(model, "latent_site", None) is not None:
+        return True
+    with torch.no_grad():
+        return bool(inspect_pair(model, guide, x).local_sites)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
