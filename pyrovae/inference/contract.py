@@ -12,6 +12,7 @@ here in a one-line error that names the site, the shapes at the real batch size 
   that observes ``x`` at all (``obs=x`` missing, ``x`` only recorded with
   ``pyro.deterministic``, or observed in another shape);
 - latent sites whose names, or whose shapes, differ between model and guide;
+- an autoguide over a per-row latent, which cannot amortize over rows;
 - data outside the support of the distribution that observes them.
 
 :func:`observation` reads the distribution that observes ``x``, so that the data can be
@@ -31,6 +32,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import constraints
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.autoguides import check_no_local_autoguide
 
 _PLATE_MISMATCH = re.compile(
     r"Shape mismatch inside plate\('(?P<plate>[^']*)'\) at site (?P<site>\S+) dim "
@@ -278,6 +280,8 @@ def check_pair(model, guide, *args) -> PairInfo:
         names = _check_names(model_trace, guide_trace, x)
         name = observed_site(model_trace, x)
         _check_data_plate(model_trace, name, x.shape[0])
+        plates = {f.name for f in row_frames(model_trace.nodes[name], x.shape[0])}
+        check_no_local_autoguide(guide, guide_trace, model_trace, plates)
         _check_batch_shapes(guide_trace, "guide")
         _check_batch_shapes(model_trace, "model")
         _check_log_probs(guide_trace, "guide")

@@ -31,6 +31,10 @@ from pyrovae.recipes.spiral import spiral_report
 MAP_OBJECTIVE = (
     "MAP: log p(x|z) + log p(z) at z = encoder(x) (Delta guide); not a bound on log p(x)"
 )
+GLOBAL_MAP_OBJECTIVE = (
+    "the ELBO of the other latents with the global sites {sites} at a point estimate (a Delta "
+    "guide part: MAP), plus their log prior there; not a bound on log p(x)"
+)
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,11 @@ class Recipe:
         report = Report(figures=figures)
         objective = self.objective
         probe = data.x_test[:3].to(device_of(model, guide))
-        if objective is None and inspect_pair(model, guide, probe).point_mass_sites:
+        structure = inspect_pair(model, guide, probe) if objective is None else None
+        if structure is not None and structure.point_mass_sites:
             objective = MAP_OBJECTIVE  # any model under a Delta guide
+        elif structure is not None and structure.global_point_mass_sites:
+            objective = GLOBAL_MAP_OBJECTIVE.format(sites=list(structure.global_point_mass_sites))
         if objective:
             report.summary["objective"] = objective
         report.summary.update(spiral_report(model, guide, data, out_dir))

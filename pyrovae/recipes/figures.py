@@ -48,6 +48,13 @@ def run_figures(
     x = data.x_test[:max_points].to(device_of(model, guide))
     labels = None if data.y_test is None else data.y_test[:max_points]
     shape = dataset.image_shape
+    curves = {
+        "training_curves.png": lambda path: plots.plot_training_curves(
+            history, path, best_epoch=best_epoch(history, select_by)
+        ),
+    }
+    if not _has_local_latent(model, guide, x):  # global latents only: no z per row
+        return [draw(out_dir / name) for name, draw in curves.items() if name not in skip]
     z = encode(model, guide, x)
     site = latent_site(model, guide, x)
     programs = (model, guide)
@@ -75,9 +82,7 @@ def run_figures(
         return plots.plot_samples(_cpu(drawn), shape, path)
 
     figures = {
-        "training_curves.png": lambda path: plots.plot_training_curves(
-            history, path, best_epoch=best_epoch(history, select_by)
-        ),
+        **curves,
         "reconstructions.png": reconstructions,
         "samples.png": samples,
         "latent_space.png": lambda path: plots.plot_latent_space(
@@ -99,6 +104,13 @@ def run_figures(
         )
     written = [draw(out_dir / name) for name, draw in figures.items() if name not in skip]
     return [path for path in written if path is not None]  # None: the figure does not apply
+
+
+def _has_local_latent(model, guide, x: torch.Tensor) -> bool:
+    if getattr(model, "latent_site", None) is not None:
+        return True
+    with torch.no_grad():
+        return bool(inspect_pair(model, guide, x).local_sites)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:

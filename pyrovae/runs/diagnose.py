@@ -48,7 +48,7 @@ from pyrovae.inference.diagnostics.structure import (
     condition_on_globals,
     evaluation_mode,
     frozen_parameters,
-    global_means,
+    global_draws,
     inspect_pair,
 )
 from pyrovae.inference.parameters import device_of
@@ -186,7 +186,9 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     if x.shape[0] == 0:
         raise PyrovaeError("the run has no test rows to diagnose")
     structure = inspect_pair(run.model, run.guide, x)
-    model, guide = condition_on_globals(run.model, run.guide, global_means(run.guide, structure, x))
+    globals_drawn = global_draws(run.guide, structure, x)
+    plug_in = {name: drawn.mean(0) for name, drawn in globals_drawn.items()}
+    model, guide = condition_on_globals(run.model, run.guide, plug_in)
     seconds: dict[str, float] = {}
     notes: list[str] = []
     out: dict = {
@@ -226,12 +228,22 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
                 model, guide, x, opts.iwae_samples, structure, progress=progress
             )
         out.update(_iwae_numbers(weights))
+        out["importance_weights_mode"] = "vectorized" if weights.vectorized else "particle loop"
         if not weights.vectorized:
-            notes.append("the pair does not broadcast over a sample dimension: one particle a pass")
+            notes.append(
+                "the pair does not broadcast over a sample dimension: importance weights (and "
+                "the amortization refit's particles) drawn one particle a pass "
+                f"({opts.iwae_samples} passes over each chunk of rows instead of one)"
+            )
         with _timed(seconds, "pareto_k"):
             khat = pareto_khat(weights.log_weights)
         out.update(khat_summary(khat))
-    for key in ("iwae_log_likelihood", "iwae_standard_error", "iwae_by_k"):
+    for key in (
+        "iwae_log_likelihood",
+        "iwae_standard_error",
+        "iwae_by_k",
+        "importance_weights_mode",
+    ):
         out.setdefault(key, None)
     for key in ("pareto_k_share_above_0.5", "pareto_k_share_above_0.7"):
         out.setdefault(key, None)
@@ -318,7 +330,7 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     out["seconds"] = seconds
     if write:
         extra = criticism.write_criticism(run.folder.path, check, quality)
-        out["files"] = _write(run, out, weights, khat, health, reference, extra)
+        out["files"] = _write(run, out, weights, khat, health, reference, globals_drawn, extra)
     return out
 
 
@@ -345,7 +357,7 @@ def _se(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
 
 
-def _write(run, out: dict, weights, khat, health, reference, extra=()) -> list[str]:
+def _write(run, out: dict, weights, khat, health, reference, globals_drawn, extra=()) -> list[str]:
 
     folder = run.folder.path
     written = list(extra)
@@ -378,8 +390,10 @@ def _write(run, out: dict, weights, khat, health, reference, extra=()) -> list[s
                 site=site,
             )
         )
-    if weights is not None or reference is not None:
-        written.append(_write_inference_data(folder / "posterior.nc", weights, khat, reference))
+    if weights is not None or reference is not None or globals_drawn:
+        written.append(
+            _write_inference_data(folder / "posterior.nc", weights, khat, reference, globals_drawn)
+        )
     names = [Path(p).name for p in written]
     atomic_write_text(
         folder / "diagnostics.json",
@@ -389,13 +403,21 @@ def _write(run, out: dict, weights, khat, health, reference, extra=()) -> list[s
     return names + ["diagnostics.json"]
 
 
-def _write_inference_data(path: Path, weights, khat, reference) -> Path:
+def _write_inference_data(path: Path, weights, khat, reference, globals_drawn=None) -> Path:
     """``posterior.nc``: NUTS draws (``posterior``, ``sample_stats``), the guide's draws for
-    the same rows (``approximate_posterior``) and per-row importance results
-    (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``, ``elbo``)."""
+    the same rows (``approximate_posterior``), the guide's draws of the global sites
+    (``global_posterior``: one chain of draws, a variable per site) and per-row importance
+    results (``importance``: ``log_weights`` (point, sample), ``pareto_k``, ``iwae``,
+    ``elbo``)."""
 
     az = import_arviz()
     idata = reference.inference_data() if reference is not None else az.InferenceData()
+    if globals_drawn:
+        drawn = {name: d.detach().cpu().double().numpy()[None] for name, d in globals_drawn.items()}
+        dims = {name: [f"{name}_dim_{i}" for i in range(d.ndim - 2)] for name, d in drawn.items()}
+        group = az.convert_to_dataset(drawn, dims=dims)
+        group.attrs["description"] = "draws of the global latent sites from the guide q"
+        idata.add_groups({"global_posterior": group}, warn_on_custom_groups=False)
     if weights is not None:
         n, k = weights.log_weights.shape
         importance = xr.Dataset(

@@ -12,6 +12,9 @@ Four forms of a pair are accepted, on the command line and in ``pyrovae.train``:
    (``--model my_fns:model --guide my_fns:guide``);
 4. any of these passed as Python objects: classes, factories, instances or functions.
 
+An autoguide class (``--guide pyro.infer.autoguide:AutoNormal``) is built on the model,
+``AutoNormal(model)`` (see :mod:`pyrovae.inference.autoguides`).
+
 A class is always built (with the spec, or with no arguments if it takes none). A function is
 a factory when its first parameter is named ``spec`` or annotated ``ModelSpec``; any other
 function, and any callable instance, is the program itself.
@@ -37,6 +40,7 @@ from pyro.poutine.messenger import unwrap
 from torch import nn
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.autoguides import build_autoguide, is_autoguide_class
 from pyrovae.models import GUIDES, ModelSpec, build_guide, build_model
 from pyrovae.recipes import Recipe
 from pyrovae.recipes.lookup import resolve_attr
@@ -265,8 +269,16 @@ def build_object(factory, spec: ModelSpec, what: str):
     )
 
 
-def as_program(obj, spec: ModelSpec, what: str):
-    """A Pyro program from a class, a factory, an instance or a function (see the module)."""
+def as_program(obj, spec: ModelSpec, what: str, model=None):
+    """A Pyro program from a class, a factory, an instance or a function (see the module);
+    an autoguide class is built on ``model`` (the guide's model)."""
+    if is_autoguide_class(obj):
+        if model is None:
+            raise PyrovaeError(
+                f"{what} is an autoguide, a guide built on a model: give it as --guide "
+                f"(with --model), not as the model"
+            )
+        return build_autoguide(obj, model, what)
     if isinstance(obj, types.BuiltinFunctionType | types.BuiltinMethodType):
         raise PyrovaeError(
             f"{what} is the built-in {obj.__qualname__}, not a Pyro program: give a class, a "
@@ -314,7 +326,7 @@ def rebuilt(name: str, record, flag: str, instances: dict | None = None):
     return getattr(obj, record["method"]) if "method" in record else obj
 
 
-def _user_program(value, flag: str, spec, what: str, record=None, instances=None):
+def _user_program(value, flag: str, spec, what: str, record=None, instances=None, model=None):
     """A program from ``package.module:attr`` (rebuilt from ``record`` when config.json holds
     one) or a Python object; None for a registry name."""
     if isinstance(value, str) and ":" not in value:
@@ -322,7 +334,7 @@ def _user_program(value, flag: str, spec, what: str, record=None, instances=None
     if isinstance(value, str) and record is not None:
         return rebuilt(value, record, flag, instances)
     obj = resolve_attr(value, flag) if isinstance(value, str) else value
-    return as_program(obj, spec, what)
+    return as_program(obj, spec, what, model)
 
 
 def build_programs(
@@ -372,7 +384,13 @@ def build_programs(
             )
     guide_name = guide if isinstance(guide, str) else object_name(guide)
     guide_program = _user_program(
-        guide, "--guide", spec, f"--guide {guide_name}", rebuild.get("guide"), instances
+        guide,
+        "--guide",
+        spec,
+        f"--guide {guide_name}",
+        rebuild.get("guide"),
+        instances,
+        model_program,
     )
     if guide_program is None:
         guide_program = build_guide(guide, spec, model_program)

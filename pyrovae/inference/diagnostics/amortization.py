@@ -25,7 +25,7 @@ import torch
 from torch.distributions import transform_to
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.importance import importance_weights, point_terms
+from pyrovae.inference.diagnostics.importance import broadcasts, draw_terms, importance_weights
 from pyrovae.inference.diagnostics.structure import (
     PARTICLE_PLATE,
     PairStructure,
@@ -99,20 +99,24 @@ def free_site(name: str, site: dict, particle_plate: str) -> FreeSite:
     return free
 
 
-def _guide_sites(guide, x, structure: PairStructure):
-    """The guide trace of one particle (inside the particle plate), under enumeration."""
-    program = with_particles(guide, 1, structure.particle_dim)
+def _guide_sites(guide, x, structure: PairStructure, vectorized: bool = True):
+    """The guide trace of one particle (inside the particle plate, unless the pair does not
+    broadcast over it), under enumeration."""
+    program = with_particles(guide, 1, structure.particle_dim) if vectorized else guide
     enumerated = poutine.enum(program, first_available_dim=structure.particle_dim - 1)
     with poutine.block(), torch.no_grad():
         return poutine.trace(enumerated).get_trace(x)
 
 
-def free_guide(guide, x: torch.Tensor, structure: PairStructure) -> tuple:
+def free_guide(guide, x: torch.Tensor, structure: PairStructure, vectorized=True) -> tuple:
     """``(program, leaves)``: a guide whose local sites have free parameters started at what
     ``guide`` gives on ``x: (M, D)``, and the parameters. Raises NotReparametrizable when a
     site's distribution is not rebuildable, or its parameters depend on another random draw
-    (a hierarchical guide), where freezing them at one draw would change q."""
-    first, second = _guide_sites(guide, x, structure), _guide_sites(guide, x, structure)
+    (a hierarchical guide), where freezing them at one draw would change q. With
+    ``vectorized`` False the parameters are read outside the particle plate, for a pair
+    that does not broadcast over it."""
+    first = _guide_sites(guide, x, structure, vectorized)
+    second = _guide_sites(guide, x, structure, vectorized)
     sites = []
     for name in structure.local_sites:
         a, b = first.nodes[name], second.nodes[name]
@@ -202,15 +206,16 @@ def amortization_gap(
         )
     points = x[rows]
     with frozen_parameters(model, guide):
+        vectorized = broadcasts(model, guide, points, structure)
         try:
-            program, leaves = free_guide(guide, points, structure)
+            program, leaves = free_guide(guide, points, structure, vectorized)
         except NotReparametrizable as exc:
             raise PyrovaeError(f"no per-row variational parameters to optimize: {exc}") from exc
         optimizer = torch.optim.Adam(leaves, lr=lr)
         schedule = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=steps)
         with pyro.validation_enabled(False):
             for _ in tqdm(range(steps), desc="amortization gap", disable=not progress):
-                terms = point_terms(model, program, points, num_particles, structure)
+                terms = draw_terms(model, program, points, num_particles, structure, vectorized)
                 loss = -terms.elbo.mean(0).sum()
                 optimizer.zero_grad()
                 loss.backward()

@@ -25,7 +25,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.diagnostics.structure import PairStructure, with_particles
+from pyrovae.inference.diagnostics.structure import SHAPE_ERRORS, PairStructure, with_particles
 
 DEFAULT_MAX_ELEMENTS = 2**22
 """Particles x rows x width of the data drawn in one pass (16 MB per float32 tensor). Small
@@ -256,7 +256,7 @@ def importance_weights(
                 if first:
                     vectorize = _works_vectorized(model, guide, batch, k, structure, batch_args)
                     first = False
-                terms = _draw(model, guide, batch, k, structure, vectorize, batch_args)
+                terms = draw_terms(model, guide, batch, k, structure, vectorize, batch_args)
             lw_parts.append(terms.log_weight.double())
             elbo_parts.append(terms.elbo.double())
         log_weights.append(torch.cat(lw_parts).T.cpu())
@@ -274,13 +274,27 @@ def one_line(exc: BaseException) -> str:
     )
 
 
-def _draw(model, guide, x, k, structure, vectorize, args=()) -> PointTerms:
+def draw_terms(model, guide, x, k, structure, vectorize, args=()) -> PointTerms:
+    """:func:`point_terms` of ``k`` particles: in one vectorized pass, or (``vectorize``
+    False, for a pair that does not broadcast over a particle dimension) ``k`` passes of
+    one particle each, stacked."""
     if vectorize:
         return point_terms(model, guide, x, k, structure, args=args)
     parts = [
         point_terms(model, guide, x, 1, structure, vectorize=False, args=args) for _ in range(k)
     ]
     return PointTerms(torch.cat([p.log_weight for p in parts]), torch.cat([p.elbo for p in parts]))
+
+
+def broadcasts(model, guide, x, structure, args=()) -> bool:
+    """Whether the pair runs inside a vectorized particle plate (of 2 draws) on ``x``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            point_terms(model, guide, x, 2, structure, args=args)
+        return True
+    except SHAPE_ERRORS:
+        return False
 
 
 def _works_vectorized(model, guide, x, k, structure, args=()) -> bool:

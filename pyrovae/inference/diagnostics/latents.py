@@ -29,8 +29,7 @@ from pyrovae.inference.diagnostics.structure import (
     base_distribution,
     is_discrete,
     is_point_mass,
-    trace_pair,
-    with_particles,
+    particle_traces,
 )
 
 ACTIVE_THRESHOLD = 0.01
@@ -135,9 +134,6 @@ def latent_health(
         and Monte Carlo KL); posterior means average over them.
     """
 
-    def vectorized(fn):
-        return with_particles(fn, num_particles, structure.particle_dim)
-
     kl_sums: dict[str, torch.Tensor | None] = {}
     methods: dict[str, str] = {}
     means: dict[str, list[torch.Tensor]] = {}
@@ -145,7 +141,7 @@ def latent_health(
     for start in range(0, x.shape[0], batch_size):
         batch = x[start : start + batch_size]
         rows = batch.shape[0]
-        model_trace, guide_trace = trace_pair(vectorized(model), vectorized(guide), batch)
+        model_trace, guide_trace, _ = particle_traces(model, guide, batch, num_particles, structure)
         batch_total = 0.0
         for name in structure.local_sites:
             q, value = guide_trace.nodes[name]["fn"], guide_trace.nodes[name]["value"]

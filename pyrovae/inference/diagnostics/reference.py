@@ -23,8 +23,10 @@ from pyro.infer import MCMC, NUTS, config_enumerate
 
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
 from pyrovae.inference.diagnostics.structure import (
+    SHAPE_ERRORS,
     PairStructure,
     frozen_parameters,
+    repeat_rows,
     with_particles,
 )
 
@@ -104,9 +106,17 @@ def _event_dims(name: str, count: int) -> list[str]:
 def _guide_draws(guide, x, structure: PairStructure, draws: int) -> dict[str, torch.Tensor]:
     """``draws`` samples of each local site from the guide on ``x: (M, D)``: ``(draws, M, ...)``."""
     vectorized = with_particles(guide, draws, structure.particle_dim)
-    with poutine.block():
-        trace = poutine.trace(vectorized).get_trace(x)
-    return {name: trace.nodes[name]["value"] for name in structure.local_sites}
+    try:
+        with poutine.block():
+            trace = poutine.trace(vectorized).get_trace(x)
+        return {name: trace.nodes[name]["value"] for name in structure.local_sites}
+    except SHAPE_ERRORS:  # a guide written for 2-D batches: the rows repeated instead
+        with poutine.block():
+            trace = poutine.trace(guide).get_trace(repeat_rows(x, draws))
+        return {
+            name: trace.nodes[name]["value"].reshape(draws, *x.shape[:1], -1)
+            for name in structure.local_sites
+        }
 
 
 def nuts_reference(

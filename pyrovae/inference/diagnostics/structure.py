@@ -17,6 +17,7 @@ import torch
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.autoguides import transformed_draws
 from pyrovae.inference.contract import observed_site, row_frames
 from pyrovae.inference.parameters import program_modules
 
@@ -60,6 +61,9 @@ class PairStructure:
     :param enumerated_sites: guide sites configured for parallel enumeration (summed out).
     :param point_mass_sites: local guide sites drawn from a ``Delta``: such a guide has no
         density, so it gives no importance weights.
+    :param global_point_mass_sites: global guide sites drawn from a ``Delta`` (a MAP part
+        such as ``AutoDelta``): the objective is then not a bound on log p(x). An
+        autoguide's ``Delta`` that hands out a transformed random draw is not one.
     :param sampled_discrete_sites: discrete guide sites that are sampled, not enumerated
         (e.g. one-hot codes): no NUTS reference can be had for them.
     """
@@ -73,6 +77,7 @@ class PairStructure:
     enumerated_sites: tuple[str, ...]
     point_mass_sites: tuple[str, ...]
     sampled_discrete_sites: tuple[str, ...] = ()
+    global_point_mass_sites: tuple[str, ...] = ()
 
     @property
     def guide_is_density(self) -> bool:
@@ -120,6 +125,35 @@ def trace_pair(model, guide, x: torch.Tensor):
     return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
 
 
+SHAPE_ERRORS = (RuntimeError, ValueError, IndexError)
+"""What a program that does not broadcast over a leading particle dimension raises there
+(``torch.cat`` of a 3-D and a 2-D tensor, ``x.view(-1, 64)`` feeding a mismatched plate)."""
+
+
+def repeat_rows(x: torch.Tensor, times: int) -> torch.Tensor:
+    """``x: (B, ...)`` stacked ``times`` times, ``(times * B, ...)``: row ``k * B + b`` is
+    row ``b``, so a site value ``(times * B, ...)`` reshapes to ``(times, B, ...)``."""
+    return x.repeat(times, *([1] * (x.dim() - 1)))
+
+
+def particle_traces(model, guide, x: torch.Tensor, num_particles: int, structure):
+    """``(model_trace, guide_trace, vectorized)``: ``num_particles`` guide draws on every row
+    of ``x: (B, D)`` and the model replayed on them. In one vectorized particle plate when
+    the pair broadcasts over it; else, for programs written for 2-D batches (as Pyro's M2
+    networks are), on the rows repeated ``num_particles`` times (``vectorized`` False): the
+    same draws, ``num_particles`` times the rows in one pass. Either way the values of a
+    local site reshape to ``(num_particles, B, ...)``."""
+    try:
+        traces = trace_pair(
+            with_particles(model, num_particles, structure.particle_dim),
+            with_particles(guide, num_particles, structure.particle_dim),
+            x,
+        )
+        return (*traces, True)
+    except SHAPE_ERRORS:
+        return (*trace_pair(model, guide, repeat_rows(x, num_particles)), False)
+
+
 def _plate_dims(trace) -> list[int]:
     return [
         frame.dim
@@ -146,6 +180,8 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
     nesting = max([1, *(-d for d in _plate_dims(model_trace) + _plate_dims(guide_trace))])
     nesting = max(nesting, int(getattr(model, "max_plate_nesting", 0) or 0))
     local, global_, enumerated, point_mass, sampled_discrete = [], [], [], [], []
+    global_point_mass = []
+    random_deltas = transformed_draws(guide, guide_trace, probe)
     for name in sample_site_names(guide_trace, observed=False):
         site = guide_trace.nodes[name]
         in_data = any(f.name == data_frame.name for f in site["cond_indep_stack"])
@@ -154,8 +190,8 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
             enumerated.append(name)
         elif is_discrete(site["fn"]):
             sampled_discrete.append(name)
-        if in_data and is_point_mass(site["fn"]):
-            point_mass.append(name)
+        if is_point_mass(site["fn"]) and name not in random_deltas:
+            (point_mass if in_data else global_point_mass).append(name)
     return PairStructure(
         obs_site=obs,
         data_plate=data_frame.name,
@@ -166,17 +202,18 @@ def inspect_pair(model, guide, x: torch.Tensor) -> PairStructure:
         enumerated_sites=tuple(enumerated),
         point_mass_sites=tuple(point_mass),
         sampled_discrete_sites=tuple(sampled_discrete),
+        global_point_mass_sites=tuple(global_point_mass),
     )
 
 
 @torch.no_grad()
-def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
-    """The mean of ``draws`` guide draws of each global latent site (e.g. a Bayesian FA's
-    loadings W): the plug-in values at which the per-row diagnostics condition both programs."""
+def global_draws(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
+    """``draws`` guide draws of each global latent site (e.g. a Bayesian FA's loadings W),
+    ``{name: (draws, *site shape)}``; ``{}`` without global sites."""
     if not structure.global_sites:
         return {}
     probe = probe_rows(x)
-    sums: dict[str, torch.Tensor] = {}
+    values: dict[str, list[torch.Tensor]] = {}
     for _ in range(draws):
         with poutine.block():
             trace = poutine.trace(guide).get_trace(probe)
@@ -187,8 +224,14 @@ def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 
                     f"the guide's global site {name!r} is discrete; the diagnostics condition "
                     "global sites on their mean, which needs a continuous one"
                 )
-            sums[name] = sums.get(name, 0) + site["value"]
-    return {name: total / draws for name, total in sums.items()}
+            values.setdefault(name, []).append(site["value"])
+    return {name: torch.stack(parts) for name, parts in values.items()}
+
+
+def global_means(guide, structure: PairStructure, x: torch.Tensor, draws: int = 100) -> dict:
+    """The mean of ``draws`` guide draws of each global latent site: the plug-in values at
+    which the per-row diagnostics condition both programs."""
+    return {name: d.mean(0) for name, d in global_draws(guide, structure, x, draws).items()}
 
 
 def condition_on_globals(model, guide, values: dict):
