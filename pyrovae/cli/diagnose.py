@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog="diagnose.py",
         description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
-        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap. Writes "
+        "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap, "
+        "simulation-based calibration of q(z|x), calibration error of a categorical q(y|x). Writes "
         "diagnostics.json, posterior.nc and figures into the run folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -30,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             "--" + f.name.replace("_", "-"), type=int, default=f.default, help=f.metadata["help"]
         )
+    parser.add_argument(
+        "--no-sbc", action="store_true", help="skip SBC (the same as --sbc-simulations 0)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--trust-code",
@@ -45,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
+        if args.no_sbc:
+            options["sbc_simulations"] = 0
         with terminate_as_interrupt():
             out = diagnose(
                 args.run_dir,

@@ -44,6 +44,8 @@ DIAGNOSTIC_FIGURES = {
     "iwae_vs_k": "iwae_vs_k.png",
     "kl_per_dim": "kl_per_dim.png",
     "nuts_vs_q": "nuts_vs_q.png",
+    "sbc": "sbc_ecdf.png",
+    "reliability": "reliability.png",
 }
 """The figures that diagnosing a run adds to its folder, by what they show."""
 

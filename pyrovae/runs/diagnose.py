@@ -8,7 +8,12 @@ On the run's test rows (the same binarized rows as its test ELBO), for any model
 - Pareto k-hat of each row's weights (PSIS) and the shares above 0.5 and 0.7;
 - KL(q || p) per latent dimension, active units and a posterior-collapse warning;
 - a NUTS reference posterior for a few rows, with R-hat and bulk ESS, and q against it;
-- the amortization gap of a subset of rows.
+- the amortization gap of a subset of rows;
+- simulation-based calibration (SBC) of q(z|x) on data simulated from the model: a
+  uniformity test of ranks per latent coordinate and statistic, with its direction
+  (overconfident, underconfident, biased);
+- for a guide whose categorical site is the class of labelled rows (the semi-supervised VAE's
+  ``y``), the expected calibration error of q(y|x) on the labelled test rows.
 
 Global latent sites (outside the data plate, e.g. a Bayesian FA's loadings) are fixed at
 their mean under q, so the per-row numbers are conditional on that plug-in value.
@@ -35,11 +40,18 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, check_writable, json_ready
 from pyrovae.inference.diagnostics.amortization import amortization_gap
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
+from pyrovae.inference.diagnostics.calibration import (
+    DEFAULT_DRAWS,
+    DEFAULT_SIMULATIONS,
+    check_sizes,
+    simulation_based_calibration,
+)
 from pyrovae.inference.diagnostics.importance import importance_weights
 from pyrovae.inference.diagnostics.latents import latent_health
 from pyrovae.inference.diagnostics.memory import retain_freed_memory
 from pyrovae.inference.diagnostics.pareto import khat_summary, pareto_khat
 from pyrovae.inference.diagnostics.reference import nuts_reference
+from pyrovae.inference.diagnostics.reliability import DEFAULT_BINS, label_sites, reliability
 from pyrovae.inference.diagnostics.structure import (
     condition_on_globals,
     evaluation_mode,
@@ -100,6 +112,11 @@ class DiagnosisOptions:
     nuts_warmup: int = option(500, "NUTS adaptation steps per chain")
     nuts_chains: int = option(2, "NUTS chains (at least 2, for R-hat)")
     amortization_steps: int = option(500, "Adam steps of the per-row refit")
+    sbc_simulations: int = option(
+        DEFAULT_SIMULATIONS, "N, simulations (z, x) from the model for SBC of q (0: skip)"
+    )
+    sbc_draws: int = option(DEFAULT_DRAWS, "L, draws of q(z|x) per SBC simulation")
+    ece_bins: int = option(DEFAULT_BINS, "confidence bins of the calibration error of q(y|x)")
     seed: int = option(0, "random seed")
 
     def __post_init__(self):
@@ -122,6 +139,9 @@ class DiagnosisOptions:
                 raise PyrovaeError(f"{flag} must be at least 1, got {getattr(self, name)}")
         if self.max_points is not None and self.max_points < 1:
             raise PyrovaeError(f"--max-points must be at least 1, got {self.max_points}")
+        check_sizes(self.sbc_simulations, self.sbc_draws)
+        if self.ece_bins < 1:
+            raise PyrovaeError(f"--ece-bins must be at least 1, got {self.ece_bins}")
 
 
 def diagnose(
@@ -170,7 +190,8 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     if x.shape[0] == 0:
         raise PyrovaeError("the run has no test rows to diagnose")
     structure = inspect_pair(run.model, run.guide, x)
-    model, guide = condition_on_globals(run.model, run.guide, global_means(run.guide, structure, x))
+    fixed = global_means(run.guide, structure, x)
+    model, guide = condition_on_globals(run.model, run.guide, fixed)
     seconds: dict[str, float] = {}
     notes: list[str] = []
     out: dict = {
@@ -279,10 +300,46 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
                 out.update(gap.summary())
             except PyrovaeError as exc:
                 notes.append(f"no amortization gap: {exc}")
+
+    calibration = None
+    out.update(sbc_verdict=None, sbc_min_p_value=None)
+    if opts.sbc_simulations:
+        with _timed(seconds, "sbc"):
+            try:
+                calibration = simulation_based_calibration(
+                    run.model,
+                    guide,
+                    x,
+                    structure,
+                    simulations=opts.sbc_simulations,
+                    draws=opts.sbc_draws,
+                    seed=opts.seed,
+                    fixed=fixed,
+                )
+            except PyrovaeError as exc:
+                notes.append(f"no SBC: {exc}")
+        if calibration is not None:
+            out.update(calibration.summary())
+            notes += [f"SBC: {note}" for note in calibration.notes]
+
+    calibrated_classes = None
+    out["ece"] = None
+    y = run.data.y_test
+    if y is not None and opts.max_points is not None:
+        y = y[: opts.max_points]
+    if y is not None:
+        with _timed(seconds, "ece"):
+            sites = label_sites(model, guide, x, y.to(device), structure)
+            if sites:
+                site, probs = next(iter(sites.items()))
+                calibrated_classes = reliability(probs, y, site=site, bins=opts.ece_bins)
+                out.update(calibrated_classes.summary())
     out["notes"] = notes
     out["seconds"] = seconds
     if write:
-        out["files"] = _write(run, out, weights, khat, health, reference)
+        out["files"] = _write(
+            run, out, weights, khat, health, reference, calibration, calibrated_classes
+        )
     return out
 
 
@@ -309,7 +366,9 @@ def _se(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
 
 
-def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
+def _write(
+    run, out: dict, weights, khat, health, reference, calibration=None, classes=None
+) -> list[str]:
 
     folder = run.folder.path
     written = []
@@ -342,6 +401,30 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
                 site=site,
             )
         )
+    if calibration is not None:
+        written.append(
+            figures.plot_sbc_ecdf(
+                calibration.values,
+                [t.name for t in calibration.tests],
+                [t.verdict for t in calibration.tests],
+                [calibration.bands[_band_key(t, calibration)] for t in calibration.tests],
+                folder / DIAGNOSTIC_FIGURES["sbc"],
+                simulations=calibration.simulations,
+                draws=calibration.draws,
+            )
+        )
+    if classes is not None:
+        written.append(
+            figures.plot_reliability(
+                classes.edges,
+                classes.counts,
+                classes.bin_accuracy,
+                classes.bin_confidence,
+                folder / DIAGNOSTIC_FIGURES["reliability"],
+                ece=classes.ece,
+                site=classes.site,
+            )
+        )
     if weights is not None or reference is not None:
         written.append(_write_inference_data(folder / "posterior.nc", weights, khat, reference))
     names = [Path(p).name for p in written]
@@ -351,6 +434,11 @@ def _write(run, out: dict, weights, khat, health, reference) -> list[str]:
     )
     write_report(folder)  # now with the diagnostics
     return names + ["diagnostics.json"]
+
+
+def _band_key(test, calibration) -> int | None:
+    """The key of ``calibration.bands`` a test used: L + 1 rank values, or None for PIT."""
+    return None if test.kind == "pit" else calibration.draws + 1
 
 
 def _write_inference_data(path: Path, weights, khat, reference) -> Path:
@@ -399,4 +487,8 @@ def one_line_summary(out: dict) -> str:
         parts.append(f"amortization gap {out['amortization_gap']:.3f} nats")
     if out.get("nuts_max_rhat") is not None:
         parts.append(f"NUTS max R-hat {out['nuts_max_rhat']:.3f}")
+    if out.get("sbc_verdict") is not None:
+        parts.append(f"SBC: {out['sbc_verdict']}")
+    if out.get("ece") is not None:
+        parts.append(f"ECE of q({out['ece_site']}|x) {out['ece']:.3f}")
     return "; ".join(parts)

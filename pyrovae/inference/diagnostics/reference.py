@@ -13,6 +13,7 @@ the moments of q taken from draws of the guide (so a mixture over an upstream cl
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,6 +98,20 @@ class NutsReference:
         return idata
 
 
+@contextmanager
+def one_thread():
+    """PyTorch's intra-op threads set to one inside the block, restored after. NUTS runs
+    thousands of leapfrog steps on tensors of a few rows: extra threads only add their
+    synchronization to each small operation, and on a CPU that other processes load they
+    wait on each other at every one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _event_dims(name: str, count: int) -> list[str]:
     return [f"{name}_dim_{i}" for i in range(count)]
 
@@ -137,7 +152,7 @@ def nuts_reference(
     diverging, acceptance, stats = [], [], []
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
-        with frozen_parameters(model, guide):
+        with frozen_parameters(model, guide), one_thread():
             mcmc, accept_prob, jit_compile, chain_stats = _run_chain(
                 conditioned, points, structure, num_samples, warmup_steps, jit_compile, progress
             )
