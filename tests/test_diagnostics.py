@@ -508,7 +508,10 @@ def test_diagnose_writes_json_netcdf_and_figures(digits_run, monkeypatch):
     ):
         assert saved[key] is not None, key
         assert saved[key] == json.loads(json.dumps(out[key])), key
-    assert set(saved["seconds"]) == {"iwae", "pareto_k", "latents", "nuts", "amortization"}
+    assert set(saved["seconds"]) == {
+        *("iwae", "pareto_k", "latents", "nuts", "amortization"),
+        *("sbc", "ece"),
+    }
     assert list(saved["iwae_by_k"]) == ["1", "10", "100"]
     assert saved["iwae_by_k"]["100"]["estimate"] == pytest.approx(saved["iwae_log_likelihood"])
     # K = 1 is the ELBO: Pyro's Trace_ELBO on the same rows agrees within Monte Carlo error.

@@ -267,7 +267,7 @@ def test_report_gains_the_diagnostics_and_their_figures(digits_run, tmp_path):
     assert "diagnostics" in page.by_id
     assert_every_png_embedded_once(run_dir, page)
     figures = [name for name in out["files"] if name.endswith(".png")]
-    assert set(figures) == {"pareto_khat.png", "iwae_vs_k.png", "kl_per_dim.png"}
+    assert set(figures) == {"pareto_khat.png", "iwae_vs_k.png", "kl_per_dim.png", "sbc_ecdf.png"}
     assert {i["file"] for i in page.images if i["section"] == "diagnostics"} == set(figures)
     assert page.titles["kl_per_dim.png"] == "KL per dim"
     for key in ("iwae_log_likelihood", "iwae_standard_error", "kl_total", "active_units"):
