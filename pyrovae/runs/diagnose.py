@@ -58,6 +58,7 @@ from pyrovae.inference.diagnostics.structure import (
     frozen_parameters,
     global_means,
     inspect_pair,
+    one_thread,
 )
 from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
@@ -108,8 +109,8 @@ class DiagnosisOptions:
     nuts_points: int = option(4, "rows given a NUTS reference posterior (0: skip)")
     amortization_points: int = option(100, "rows whose q is refitted on its own (0: skip)")
     max_points: int | None = option(None, "use only the first N test rows (default: all)")
-    nuts_samples: int = option(500, "NUTS draws kept per chain")
-    nuts_warmup: int = option(500, "NUTS adaptation steps per chain")
+    nuts_samples: int = option(300, "NUTS draws kept per chain")
+    nuts_warmup: int = option(300, "NUTS adaptation steps per chain")
     nuts_chains: int = option(2, "NUTS chains (at least 2, for R-hat)")
     amortization_steps: int = option(500, "Adam steps of the per-row refit")
     sbc_simulations: int = option(
@@ -161,6 +162,8 @@ def diagnose(
         folder.
     :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
 
+    It runs on one PyTorch intra-op thread (restored after; see
+    :func:`~pyrovae.inference.diagnostics.structure.one_thread`).
     On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
     :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
     """
@@ -174,7 +177,11 @@ def diagnose(
         check_sources(run.folder.path)
         check_writable(run.folder.path, "diagnostics.json")
     retain_freed_memory()
-    with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
+    with (
+        frozen_parameters(run.model, run.guide),
+        evaluation_mode(run.model, run.guide),
+        one_thread(),
+    ):
         return _diagnose(run, settings, write=write, progress=progress)
 
 

@@ -13,7 +13,6 @@ the moments of q taken from draws of the guide (so a mixture over an upstream cl
 
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +25,7 @@ from pyrovae.inference.diagnostics.arviz_import import import_arviz
 from pyrovae.inference.diagnostics.structure import (
     PairStructure,
     frozen_parameters,
+    one_thread,
     with_particles,
 )
 
@@ -96,20 +96,6 @@ class NutsReference:
         q = az.from_dict(posterior=self.guide, coords=coords, dims=dims)
         idata.add_groups({guide_group: q.posterior}, warn_on_custom_groups=False)
         return idata
-
-
-@contextmanager
-def one_thread():
-    """PyTorch's intra-op threads set to one inside the block, restored after. NUTS runs
-    thousands of leapfrog steps on tensors of a few rows: extra threads only add their
-    synchronization to each small operation, and on a CPU that other processes load they
-    wait on each other at every one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _event_dims(name: str, count: int) -> list[str]:

@@ -217,6 +217,20 @@ def frozen_parameters(*programs):
 
 
 @contextmanager
+def one_thread():
+    """PyTorch's intra-op threads set to one inside the block, restored after. The
+    diagnostics run many small operations (NUTS's leapfrog steps on a few rows, the refits'
+    Adam steps, chunks of importance samples): extra threads add their synchronization to
+    each, and on a CPU that other processes load they wait on each other at every one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def evaluation_mode(*programs):
     """The ``nn.Module`` programs in eval mode (no dropout, batch-norm statistics fixed) for the
     block, their modes restored afterwards."""
