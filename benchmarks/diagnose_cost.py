@@ -8,13 +8,16 @@ Both commands run as a user runs them (``scripts/train_svi.py --out DIR``, then
 ``scripts/diagnose.py DIR --quiet``), each in its own process. Printed per diagnosis: the
 seconds of each part (``diagnostics.json``'s ``seconds``), their sum, the rest of the
 process (imports, loading the run, the figures, ``posterior.nc``, ``report.html``) and the
-whole wall time, with the load average of the machine before and after: on a shared CPU the
-parts' shares (their ratios) are the steadier numbers. Target: the whole under 60 s on 2 cores.
+whole wall time, with the load average of the machine before and after, and the process's CPU
+time: diagnose runs on one intra-op thread, so on a shared CPU the CPU time (about the wall
+time on an idle core) and the parts' shares are the steadier numbers. Target: the whole
+under 60 s on 2 cores.
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,10 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 60.0
 
 
-def run_script(name: str, *args: str) -> float:
-    """Wall seconds of ``python scripts/<name> args...``; exits on its failure."""
+def run_script(name: str, *args: str) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds of ``python scripts/<name> args...``; exits on its failure."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *args],
         env=env,
@@ -37,9 +41,11 @@ def run_script(name: str, *args: str) -> float:
         text=True,
     )
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         sys.exit(f"error: scripts/{name} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return seconds
+    return seconds, cpu
 
 
 def load() -> str:
@@ -58,14 +64,14 @@ def main() -> None:
         if args.run:
             shutil.copytree(args.run, trained)
         else:
-            seconds = run_script("train_svi.py", "--out", str(trained))
+            seconds, _ = run_script("train_svi.py", "--out", str(trained))
             print(f"trained the default run in {seconds:.1f} s ({load()})")
         print(f"{os.cpu_count()} CPUs seen; torch threads as diagnose.py sets them")
         for i in range(args.repeat):
             folder = work / f"diagnosed{i}"
             shutil.copytree(trained, folder)
             before = load()
-            wall = run_script("diagnose.py", str(folder), "--quiet", *args.flags)
+            wall, cpu = run_script("diagnose.py", str(folder), "--quiet", *args.flags)
             parts = json.loads((folder / "diagnostics.json").read_text())["seconds"]
             total = sum(parts.values())
             print(f"\ndiagnosis {i + 1}: {before} before, {load()} after")
@@ -76,6 +82,7 @@ def main() -> None:
             print(f"{'rest':>14} {wall - total:8.1f} {(wall - total) / wall:6.1%}")
             verdict = "under" if wall < TARGET_SECONDS else "OVER"
             print(f"{'whole':>14} {wall:8.1f}  ({verdict} the {TARGET_SECONDS:.0f} s target)")
+            print(f"{'CPU time':>14} {cpu:8.1f}  (user + system: the wall time on an idle core)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
