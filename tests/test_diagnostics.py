@@ -516,6 +516,8 @@ def test_diagnose_writes_json_netcdf_and_figures(digits_run, monkeypatch):
         "amortization",
         "ppc",
         "sample_quality",
+        "sbc",
+        "ece",
     }
     assert list(saved["iwae_by_k"]) == ["1", "10", "100"]
     assert saved["iwae_by_k"]["100"]["estimate"] == pytest.approx(saved["iwae_log_likelihood"])

@@ -271,7 +271,7 @@ def test_report_gains_the_diagnostics_and_their_figures(digits_run, tmp_path):
     figures = [name for name in out["files"] if name.endswith(".png")]
     assert set(figures) == {
         "pareto_khat.png", "iwae_vs_k.png", "kl_per_dim.png", "ppc_statistics.png",
-        "ppc_pixels.png", "sample_quality.png",
+        "ppc_pixels.png", "sample_quality.png", "sbc_ecdf.png",
     }  # fmt: skip
     assert {i["file"] for i in page.images if i["section"] == "diagnostics"} == set(figures)
     assert page.titles["kl_per_dim.png"] == "KL per dim"

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="diagnose.py",
         description="Posterior diagnostics of a trained run on its test rows: IWAE bound, "
         "Pareto k-hat, latent KL and active units, NUTS reference, amortization gap, "
-        "posterior predictive checks, sample quality. Writes diagnostics.json, posterior.nc, "
+        "posterior predictive checks, sample quality, simulation-based calibration of q(z|x), "
+        "calibration error of a categorical q(y|x). Writes diagnostics.json, posterior.nc, "
         "predictive.nc and figures into the run folder.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
             continue
         parser.add_argument(flag, type=int, default=f.default, help=f.metadata["help"])
+    parser.add_argument(
+        "--no-sbc", action="store_true", help="skip SBC (the same as --sbc-simulations 0)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
         "--trust-code",
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         options = {f.name: getattr(args, f.name) for f in fields(DiagnosisOptions)}
+        if args.no_sbc:
+            options["sbc_simulations"] = 0
         with terminate_as_interrupt():
             out = diagnose(
                 args.run_dir,

@@ -49,6 +49,8 @@ DIAGNOSTIC_FIGURES = {
     "ppc_statistics": "ppc_statistics.png",
     "ppc_pixels": "ppc_pixels.png",
     "sample_quality": "sample_quality.png",
+    "sbc": "sbc_ecdf.png",
+    "reliability": "reliability.png",
 }
 """The figures that diagnosing a run adds to its folder, by what they show."""
 

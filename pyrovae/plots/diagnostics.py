@@ -249,3 +249,148 @@ def sample_quality_figure(rows: dict) -> Figure:
 def plot_sample_quality(rows: dict, path) -> Path:
     """:func:`sample_quality_figure` written as a PNG at ``path``; returns the Path."""
     return save_figure(sample_quality_figure(rows), path)
+
+
+SBC_COLUMNS = 4
+
+
+def sbc_ecdf_figure(
+    values, names, verdicts, bands, simulations: int | None = None, draws: int | None = None
+) -> Figure:
+    """The SBC figure: per statistic, the ECDF of its fractional ranks (or PIT values) minus
+    the uniform CDF, inside the simultaneous 95% band of a calibrated q (Säilynoja, Bürkner and
+    Vehtari, 2022). An overconfident q (ranks at both ends) lifts the difference above zero
+    and then below it, an underconfident one (ranks in the middle) the other way, a biased
+    one to one side; the panel's title gives the verdict, red for a rejected statistic.
+
+    Drawn from the band that the uniformity test used (an object with ``points``, ``lower``,
+    ``upper``: shares ``(P,)``) rather than by ``az.plot_ecdf``, which recomputes its band per
+    panel (seconds each without numba) and so could differ from the tested one.
+
+    :param values: ``(N, m)`` fractional ranks or PIT values in (0, 1), one column per statistic.
+    :param names: the m statistics' names; ``verdicts``: their verdicts; ``bands``: their bands.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    m = len(names)
+    if values.ndim != 2 or values.shape[1] != m or len(verdicts) != m or len(bands) != m or not m:
+        raise PyrovaeError(
+            "plot_sbc_ecdf needs values (N, m) and m names, verdicts and bands, m >= 1"
+        )
+    cols = min(SBC_COLUMNS, m)
+    rows = -(-m // cols)
+    # A fixed grid, not the constrained layout: that one measures every tick label of every
+    # panel at each draw, the bulk of this figure's cost at a dozen panels.
+    fig = Figure(figsize=(2.6 * cols + 0.6, 2.0 * rows + 0.9))
+    fig.subplots_adjust(
+        left=0.6 / fig.get_figwidth() + 0.02,
+        right=0.98,
+        bottom=0.55 / fig.get_figheight(),
+        top=1 - 0.55 / fig.get_figheight(),
+        wspace=0.08,
+        hspace=0.35,
+    )
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= m:
+            ax.set_visible(False)
+            continue
+        band = bands[k]
+        points = np.asarray(band.points, dtype=np.float64)
+        ecdf = np.searchsorted(np.sort(values[:, k]), points, side="right") / values.shape[0]
+        ax.fill_between(
+            points,
+            np.asarray(band.lower) - points,
+            np.asarray(band.upper) - points,
+            color="tab:blue",
+            alpha=0.2,
+            step="mid",
+            label="95% simultaneous band",
+        )
+        ax.step(points, ecdf - points, where="mid", color="black", linewidth=1, label="ECDF - CDF")
+        ax.axhline(0, color="gray", linewidth=0.5)
+        color = "black" if verdicts[k] == "calibrated" else "tab:red"
+        ax.set_title(f"{names[k]}: {verdicts[k]}", fontsize=8, color=color)
+        ax.tick_params(labelsize=7)
+        if k % cols == 0:
+            ax.set_ylabel("ECDF - uniform CDF", fontsize=8)
+        if k >= m - cols:
+            ax.set_xlabel("fractional rank", fontsize=8)
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if k == 0:
+            ax.legend(fontsize=6, loc="lower left")
+    sizes = "" if simulations is None else f": N = {simulations} simulations"
+    sizes += "" if draws is None else f", L = {draws} draws of q each"
+    fig.suptitle(f"Simulation-based calibration of q(z | x){sizes}", fontsize=10)
+    return fig
+
+
+def plot_sbc_ecdf(
+    values, names, verdicts, bands, path, simulations: int | None = None, draws: int | None = None
+) -> Path:
+    """:func:`sbc_ecdf_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(sbc_ecdf_figure(values, names, verdicts, bands, simulations, draws), path)
+
+
+def reliability_figure(
+    edges, counts, bin_accuracy, bin_confidence, ece: float | None = None, site: str = "y"
+) -> Figure:
+    """Reliability diagram of a discrete q(y|x): the share correct against the mean confidence
+    in each confidence bin (the diagonal is a calibrated classifier; below it, overconfident),
+    and below it the rows per bin.
+
+    :param edges: ``(B + 1,)`` bin edges; ``counts``, ``bin_accuracy``, ``bin_confidence``:
+        ``(B,)`` (nan where a bin is empty).
+    """
+    edges, counts, acc, conf = (
+        np.asarray(a, dtype=np.float64) for a in (edges, counts, bin_accuracy, bin_confidence)
+    )
+    b = counts.size
+    if edges.shape != (b + 1,) or acc.shape != (b,) or conf.shape != (b,) or b == 0:
+        raise PyrovaeError(
+            "plot_reliability needs B + 1 edges and B counts, accuracies, confidences"
+        )
+    fig = Figure(figsize=(5, 5.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    filled = counts > 0
+    widths = np.diff(edges)
+    top.bar(
+        edges[:-1][filled],
+        acc[filled],
+        width=widths[filled],
+        align="edge",
+        color="tab:blue",
+        edgecolor="white",
+        label="share correct",
+    )
+    top.plot(
+        conf[filled],
+        acc[filled],
+        "o",
+        color="tab:red",
+        markersize=3,
+        label="(mean confidence, share correct)",
+    )
+    top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="calibrated")
+    top.set_ylabel("share correct in the bin")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    title = f"Reliability of q({site} | x) on the labelled test rows"
+    if ece is not None:
+        title += f"\nexpected calibration error {ece:.3f}"
+    top.set_title(title, fontsize=10)
+    top.legend(fontsize=7, loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.bar(edges[:-1], counts, width=widths, align="edge", color="gray", edgecolor="white")
+    bottom.set_xlabel(f"confidence, max_k q({site} = k | x)")
+    bottom.set_ylabel("rows")
+    bottom.set_yscale("symlog")
+    return fig
+
+
+def plot_reliability(
+    edges, counts, bin_accuracy, bin_confidence, path, ece: float | None = None, site: str = "y"
+) -> Path:
+    """:func:`reliability_figure` written as a PNG at ``path``; returns the Path."""
+    return save_figure(
+        reliability_figure(edges, counts, bin_accuracy, bin_confidence, ece, site), path
+    )

@@ -13,6 +13,11 @@ On the run's test rows (the same binarized rows as its test ELBO), for any model
   posterior predictive p-values, written to ``predictive.nc`` (ArviZ);
 - sample quality: Fréchet distance and precision/recall of prior samples and reconstructions
   against the test images, in the features of a classifier trained on the data set.
+- simulation-based calibration (SBC) of q(z|x) on data simulated from the model: a
+  uniformity test of ranks per latent coordinate and statistic, with its direction
+  (overconfident, underconfident, biased);
+- for a guide whose categorical site is the class of labelled rows (the semi-supervised VAE's
+  ``y``), the expected calibration error of q(y|x) on the labelled test rows.
 
 Global latent sites (outside the data plate, e.g. a Bayesian FA's loadings) are fixed at
 their mean under q, so the per-row numbers are conditional on that plug-in value.
@@ -39,17 +44,25 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, check_writable, json_ready
 from pyrovae.inference.diagnostics.amortization import amortization_gap
 from pyrovae.inference.diagnostics.arviz_import import import_arviz
+from pyrovae.inference.diagnostics.calibration import (
+    DEFAULT_DRAWS,
+    DEFAULT_SIMULATIONS,
+    check_sizes,
+    simulation_based_calibration,
+)
 from pyrovae.inference.diagnostics.importance import importance_weights
 from pyrovae.inference.diagnostics.latents import latent_health
 from pyrovae.inference.diagnostics.memory import retain_freed_memory
 from pyrovae.inference.diagnostics.pareto import khat_summary, pareto_khat
 from pyrovae.inference.diagnostics.reference import nuts_reference
+from pyrovae.inference.diagnostics.reliability import DEFAULT_BINS, label_sites, reliability
 from pyrovae.inference.diagnostics.structure import (
     condition_on_globals,
     evaluation_mode,
     frozen_parameters,
     global_draws,
     inspect_pair,
+    one_thread,
 )
 from pyrovae.inference.parameters import device_of
 from pyrovae.inference.settings import option
@@ -101,8 +114,8 @@ class DiagnosisOptions:
     nuts_points: int = option(4, "rows given a NUTS reference posterior (0: skip)")
     amortization_points: int = option(100, "rows whose q is refitted on its own (0: skip)")
     max_points: int | None = option(None, "use only the first N test rows (default: all)")
-    nuts_samples: int = option(500, "NUTS draws kept per chain")
-    nuts_warmup: int = option(500, "NUTS adaptation steps per chain")
+    nuts_samples: int = option(300, "NUTS draws kept per chain")
+    nuts_warmup: int = option(300, "NUTS adaptation steps per chain")
     nuts_chains: int = option(2, "NUTS chains (at least 2, for R-hat)")
     amortization_steps: int = option(500, "Adam steps of the per-row refit")
     ppc: bool = option(True, "posterior and prior predictive checks (--no-ppc: skip)")
@@ -112,6 +125,11 @@ class DiagnosisOptions:
         True, "Fréchet distance and precision/recall of samples (--no-sample-quality: skip)"
     )
     quality_rows: int = option(2000, "test images compared in the sample-quality table")
+    sbc_simulations: int = option(
+        DEFAULT_SIMULATIONS, "N, simulations (z, x) from the model for SBC of q (0: skip)"
+    )
+    sbc_draws: int = option(DEFAULT_DRAWS, "L, draws of q(z|x) per SBC simulation")
+    ece_bins: int = option(DEFAULT_BINS, "confidence bins of the calibration error of q(y|x)")
     seed: int = option(0, "random seed")
 
     def __post_init__(self):
@@ -138,6 +156,9 @@ class DiagnosisOptions:
                 raise PyrovaeError(f"{flag} must be at least {least}, got {getattr(self, name)}")
         if self.max_points is not None and self.max_points < 1:
             raise PyrovaeError(f"--max-points must be at least 1, got {self.max_points}")
+        check_sizes(self.sbc_simulations, self.sbc_draws)
+        if self.ece_bins < 1:
+            raise PyrovaeError(f"--ece-bins must be at least 1, got {self.ece_bins}")
 
 
 def diagnose(
@@ -157,6 +178,8 @@ def diagnose(
         folder.
     :param trust_code: for a folder, as in :func:`pyrovae.load_run`.
 
+    It runs on one PyTorch intra-op thread (restored after; see
+    :func:`~pyrovae.inference.diagnostics.structure.one_thread`).
     On Linux with glibc this raises the process's malloc mmap and trim thresholds (see
     :mod:`pyrovae.inference.diagnostics.memory`): freed memory then stays in the heap.
     """
@@ -170,7 +193,11 @@ def diagnose(
         check_sources(run.folder.path)
         check_writable(run.folder.path, "diagnostics.json")
     retain_freed_memory()
-    with frozen_parameters(run.model, run.guide), evaluation_mode(run.model, run.guide):
+    with (
+        frozen_parameters(run.model, run.guide),
+        evaluation_mode(run.model, run.guide),
+        one_thread(),
+    ):
         return _diagnose(run, settings, write=write, progress=progress)
 
 
@@ -189,6 +216,7 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
     globals_drawn = global_draws(run.guide, structure, x)
     plug_in = {name: drawn.mean(0) for name, drawn in globals_drawn.items()}
     model, guide = condition_on_globals(run.model, run.guide, plug_in)
+    fixed = plug_in
     seconds: dict[str, float] = {}
     notes: list[str] = []
     out: dict = {
@@ -326,11 +354,48 @@ def _diagnose(run, opts: DiagnosisOptions, *, write: bool, progress: bool) -> di
         out.update(numbers)
         notes.extend(quality_notes)
         quality = numbers["sample_quality"]
+
+    calibration = None
+    out.update(sbc_verdict=None, sbc_min_p_value=None)
+    if opts.sbc_simulations:
+        with _timed(seconds, "sbc"):
+            try:
+                calibration = simulation_based_calibration(
+                    run.model,
+                    guide,
+                    x,
+                    structure,
+                    simulations=opts.sbc_simulations,
+                    draws=opts.sbc_draws,
+                    seed=opts.seed,
+                    fixed=fixed,
+                )
+            except PyrovaeError as exc:
+                notes.append(f"no SBC: {exc}")
+        if calibration is not None:
+            out.update(calibration.summary())
+            notes += [f"SBC: {note}" for note in calibration.notes]
+
+    calibrated_classes = None
+    out["ece"] = None
+    y = run.data.y_test
+    if y is not None and opts.max_points is not None:
+        y = y[: opts.max_points]
+    if y is not None:
+        with _timed(seconds, "ece"):
+            sites = label_sites(model, guide, x, y.to(device), structure)
+            if sites:
+                site, probs = next(iter(sites.items()))
+                calibrated_classes = reliability(probs, y, site=site, bins=opts.ece_bins)
+                out.update(calibrated_classes.summary())
     out["notes"] = notes
     out["seconds"] = seconds
     if write:
         extra = criticism.write_criticism(run.folder.path, check, quality)
-        out["files"] = _write(run, out, weights, khat, health, reference, globals_drawn, extra)
+        out["files"] = _write(
+            run, out, weights, khat, health, reference, globals_drawn, extra,
+            calibration, calibrated_classes,
+        )  # fmt: skip
     return out
 
 
@@ -357,7 +422,18 @@ def _se(values: torch.Tensor) -> float:
     return float(values.std() / math.sqrt(n)) if n > 1 else math.nan
 
 
-def _write(run, out: dict, weights, khat, health, reference, globals_drawn, extra=()) -> list[str]:
+def _write(
+    run,
+    out: dict,
+    weights,
+    khat,
+    health,
+    reference,
+    globals_drawn,
+    extra=(),
+    calibration=None,
+    classes=None,
+) -> list[str]:
 
     folder = run.folder.path
     written = list(extra)
@@ -390,6 +466,30 @@ def _write(run, out: dict, weights, khat, health, reference, globals_drawn, extr
                 site=site,
             )
         )
+    if calibration is not None:
+        written.append(
+            figures.plot_sbc_ecdf(
+                calibration.values,
+                [t.name for t in calibration.tests],
+                [t.verdict for t in calibration.tests],
+                [calibration.bands[_band_key(t, calibration)] for t in calibration.tests],
+                folder / DIAGNOSTIC_FIGURES["sbc"],
+                simulations=calibration.simulations,
+                draws=calibration.draws,
+            )
+        )
+    if classes is not None:
+        written.append(
+            figures.plot_reliability(
+                classes.edges,
+                classes.counts,
+                classes.bin_accuracy,
+                classes.bin_confidence,
+                folder / DIAGNOSTIC_FIGURES["reliability"],
+                ece=classes.ece,
+                site=classes.site,
+            )
+        )
     if weights is not None or reference is not None or globals_drawn:
         written.append(
             _write_inference_data(folder / "posterior.nc", weights, khat, reference, globals_drawn)
@@ -401,6 +501,11 @@ def _write(run, out: dict, weights, khat, health, reference, globals_drawn, extr
     )
     write_report(folder)  # now with the diagnostics
     return names + ["diagnostics.json"]
+
+
+def _band_key(test, calibration) -> int | None:
+    """The key of ``calibration.bands`` a test used: L + 1 rank values, or None for PIT."""
+    return None if test.kind == "pit" else calibration.draws + 1
 
 
 def _write_inference_data(path: Path, weights, khat, reference, globals_drawn=None) -> Path:
@@ -473,4 +578,8 @@ def one_line_summary(out: dict) -> str:
             f"(train vs test {floor['frechet_distance']:.2f}), precision {prior['precision']:.2f}, "
             f"recall {prior['recall']:.2f}"
         )
+    if out.get("sbc_verdict") is not None:
+        parts.append(f"SBC: {out['sbc_verdict']}")
+    if out.get("ece") is not None:
+        parts.append(f"ECE of q({out['ece_site']}|x) {out['ece']:.3f}")
     return "; ".join(parts)

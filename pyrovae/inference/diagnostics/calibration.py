@@ -112,12 +112,19 @@ def check_sizes(simulations: int, draws: int) -> None:
         )
 
 
-def simulate(model, structure: PairStructure, template: torch.Tensor, num: int):
+def simulate(
+    model, structure: PairStructure, template: torch.Tensor, num: int, fixed: dict | None = None
+):
     """One trace of the model on ``num`` rows with its observed site drawn, not observed:
-    ``(trace, x (num, D))``. ``template: (n, D)`` rows (cycled) fix only the plate size."""
+    ``(trace, x (num, D))``. ``template: (n, D)`` rows (cycled) fix only the plate size;
+    ``fixed`` (site -> value) holds sites at given values (the global sites), applied outside
+    ``uncondition`` so that it does not draw them from their prior."""
     rows = template[torch.arange(num, device=template.device) % template.shape[0]]
+    program = poutine.uncondition(model)
+    if fixed:
+        program = poutine.condition(program, data=fixed)
     with poutine.block():
-        trace = poutine.trace(poutine.uncondition(model)).get_trace(rows)
+        trace = poutine.trace(program).get_trace(rows)
     trace = prune_subsample_sites(trace)
     x = trace.nodes[structure.obs_site]["value"]
     if not isinstance(x, torch.Tensor) or x.shape != rows.shape:
@@ -181,6 +188,7 @@ def simulation_based_calibration(
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    fixed: dict | None = None,
 ) -> Calibration:
     """SBC of the local latent sites of ``guide`` against ``model`` (see the module).
 
@@ -189,12 +197,15 @@ def simulation_based_calibration(
     :param draws: L draws of q(z | x) per simulation.
     :param projections: leading principal directions of the posterior means ranked.
     :param alpha: family-wise level of the uniformity tests (Bonferroni over statistics).
+    :param fixed: site -> value held fixed in the simulations (global sites at the values the
+        guide is conditioned on; a model already conditioned on them would have them
+        unconditioned, i.e. drawn from their prior).
     :raises PyrovaeError: when no local site can be checked.
     """
     check_sizes(simulations, draws)
     generator = np.random.default_rng(seed)
     notes: list[str] = []
-    sim_trace, x = simulate(model, structure, template, simulations)
+    sim_trace, x = simulate(model, structure, template, simulations, fixed)
     continuous, discrete = [], []
     for name in structure.local_sites:
         if name not in sim_trace.nodes:

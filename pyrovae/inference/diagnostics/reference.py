@@ -26,6 +26,7 @@ from pyrovae.inference.diagnostics.structure import (
     SHAPE_ERRORS,
     PairStructure,
     frozen_parameters,
+    one_thread,
     repeat_rows,
     with_particles,
 )
@@ -147,7 +148,7 @@ def nuts_reference(
     diverging, acceptance, stats = [], [], []
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
-        with frozen_parameters(model, guide):
+        with frozen_parameters(model, guide), one_thread():
             mcmc, accept_prob, jit_compile, chain_stats = _run_chain(
                 conditioned, points, structure, num_samples, warmup_steps, jit_compile, progress
             )

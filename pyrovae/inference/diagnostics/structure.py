@@ -259,6 +259,20 @@ def frozen_parameters(*programs):
 
 
 @contextmanager
+def one_thread():
+    """PyTorch's intra-op threads set to one inside the block, restored after. The
+    diagnostics run many small operations (NUTS's leapfrog steps on a few rows, the refits'
+    Adam steps, chunks of importance samples): extra threads add their synchronization to
+    each, and on a CPU that other processes load they wait on each other at every one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def evaluation_mode(*programs):
     """The programs' ``nn.Module`` s (:func:`~pyrovae.inference.parameters.program_modules`:
     also a bound method's instance and the networks a function registers with
