@@ -14,8 +14,9 @@ from pyrovae.errors import PyrovaeError
 from tests.colour_images import shapes
 
 FAST_DIAGNOSIS = dict(
-    iwae_samples=10, nuts_points=0, amortization_points=0, max_points=20, progress=False
-)
+    iwae_samples=10, nuts_points=0, amortization_points=0, max_points=20, progress=False,
+    sbc_simulations=100, sbc_draws=19, ppc_draws=20,
+)  # fmt: skip
 
 
 def _npz(path, layout="HWC", n=300, dtype=np.uint8):
@@ -77,3 +78,6 @@ def test_a_colour_run_trains_draws_rgb_resumes_reloads_and_diagnoses(tmp_path, n
     loaded = pyrovae.load_run(out)
     numbers = pyrovae.diagnose(loaded, **FAST_DIAGNOSIS)
     assert np.isfinite(numbers["iwae_log_likelihood"])
+    # The predictive checks and sample quality take colour images too.
+    assert "neighbor_correlation_horizontal" in numbers["ppc_p_values"]
+    assert np.isfinite(numbers["sample_quality"]["prior_samples"]["frechet_distance"])

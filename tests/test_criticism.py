@@ -134,10 +134,13 @@ def test_flags_switch_the_checks_off_and_bad_sizes_are_one_line(digits_run, tmp_
     run_dir = tmp_path / "run"
     shutil.copytree(digits_run, run_dir)
     skip = ["--iwae-samples", "0", "--nuts-points", "0", "--amortization-points", "0"]
-    assert diagnose_main([str(run_dir), *skip, "--no-ppc", "--no-sample-quality", "--quiet"]) == 0
+    off = ["--no-ppc", "--no-sample-quality", "--no-sbc", "--quiet"]
+    assert diagnose_main([str(run_dir), *skip, *off]) == 0
     saved = json.loads((run_dir / "diagnostics.json").read_text())
     assert "ppc_p_values" not in saved and "sample_quality" not in saved
-    assert set(saved["seconds"]) == {"latents"}
+    assert saved["sbc_verdict"] is None
+    # Left: the latents' health, and the search for a class site to calibrate (none here).
+    assert set(saved["seconds"]) == {"latents", "ece"} and saved["ece"] is None
     assert not (run_dir / "predictive.nc").exists()
     capsys.readouterr()
     for flag, value in (("--ppc-rows", "1"), ("--ppc-draws", "0"), ("--quality-rows", "3")):

@@ -251,3 +251,38 @@ def test_a_signature_the_runner_cannot_feed_is_one_line(user_dir, capsys):
         code, _, err = run_cli([*argv, *tail], capsys)
         assert_one_error_line(code, err, *words)
         assert not out.exists()
+
+
+class _Log(torch.nn.Module):
+    def forward(self, p):
+        return p.log()
+
+
+class _Classifier(torch.nn.Module):
+    def __init__(self, network):
+        super().__init__()
+        self.classifier = network
+
+
+@pytest.mark.slow
+def test_pyro_m2_with_100_labels_beats_its_classifier_trained_on_the_labels_alone(tmp_path):
+    """Pyro's ss_vae_M2 as written (its defaults: z 50, hidden 500, aux_loss_multiplier 46),
+    60 epochs on digits with 100 labels, against the same q(y|x) network from the same
+    initial weights trained on the 100 labelled rows alone (the built-in M2's baseline)."""
+    import copy
+
+    from pyrovae.inference.classifier import accuracy
+    from pyrovae.recipes.ssvae import classifier_inputs
+
+    torch.manual_seed(0)
+    m2 = EnumeratedSSVAE(input_size=64, config_enum="parallel", aux_loss_multiplier=1.0)
+    untrained = copy.deepcopy(m2.encoder_y)
+    run = pyrovae.train(
+        pair=m2, epochs=60, labels=100, alpha=46, seed=0, out=str(tmp_path / "m2"), quiet=True
+    )
+    _, x_test = classifier_inputs(run.data, torch.device("cpu"))
+    m2_accuracy = accuracy(torch.nn.Sequential(m2.encoder_y, _Log()), x_test, run.data.y_test)
+    baseline = SSVAERecipe().train_baseline(
+        _Classifier(torch.nn.Sequential(untrained, _Log())), run.data, run.config
+    )["baseline_accuracy"]
+    assert m2_accuracy > baseline + 0.01, (m2_accuracy, baseline)
