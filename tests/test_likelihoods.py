@@ -134,3 +134,18 @@ def test_a_discretized_logistic_run_reports_bits_per_dimension_and_a_gaussian_on
     assert 0 < summary["test_bits_per_dim"] < math.log2(17)
     gaussian = pyrovae.train(likelihood="gaussian", out=str(tmp_path / "g"), **common)
     assert "test_bits_per_dim" not in gaussian.summary
+
+
+def test_the_levels_of_an_archive_are_read_from_its_values_or_its_dtype(tmp_path):
+    import numpy as np
+
+    from pyrovae.data.npz import load_npz
+
+    rng = np.random.default_rng(0)
+    for name, x, levels in (
+        ("sixteenths", rng.integers(0, 17, (40, 8, 8)) / 16, 17),
+        ("bytes", rng.integers(0, 256, (40, 8, 8)).astype(np.uint8), 256),
+        ("gray", rng.uniform(0, 1, (40, 8, 8)), None),
+    ):
+        np.savez(tmp_path / f"{name}.npz", x_train=x[:30], x_test=x[30:])
+        assert load_npz(tmp_path / f"{name}.npz").levels == levels, name

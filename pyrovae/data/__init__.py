@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 from pyrovae.data.builtin import SPIRAL_T_RANGE, load_digits, load_spiral, spiral_curve
-from pyrovae.data.dataset import Dataset, check_data, checked, value_levels, with_features
+from pyrovae.data.dataset import Dataset, check_data, checked, with_features
 from pyrovae.data.idx import load_idx_dataset
 from pyrovae.data.image_folder import load_image_folder
 from pyrovae.data.npz import load_npz
@@ -33,7 +33,6 @@ __all__ = [
     "prepare",
     "spiral_curve",
     "split_validation",
-    "value_levels",
     "with_features",
 ]
 

@@ -31,6 +31,7 @@ def load_digits(**_options) -> Dataset:
         image_shape=(8, 8),
         support="unit",
         num_classes=10,
+        levels=17,  # the counts 0..16, divided by 16
     )
 
 

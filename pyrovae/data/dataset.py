@@ -22,7 +22,8 @@ class Dataset:
     ``x_train``: (n_train, D) float32; ``x_test``: (n_test, D) float32; ``y_*``: (n,) int64 or
     None. ``image_shape`` is (H, W) when rows are flattened grayscale images, (C, H, W) for
     several channels (rows flattened channel-first), else None. ``layout`` says what a loader
-    read (shapes, layout, scaling), where it had a choice.
+    read (shapes, layout, scaling), where it had a choice. ``levels`` is L when the loader
+    knows every value to be one of ``k / (L - 1)`` (256 for 8-bit sources), else None.
     ``support`` is "unit" when every value lies in [0, 1], else "real". ``features``
     describes the source when the rows are another run's features (:func:`with_features`).
     """
@@ -39,6 +40,7 @@ class Dataset:
     class_names: tuple[str, ...] | None = None  # when the classes have names besides numbers
     features: dict | None = None
     layout: str | None = None
+    levels: int | None = None
 
     @property
     def x_dim(self) -> int:
@@ -167,6 +169,13 @@ def check_data(
                 f"{name} has {count} {what} values; clean or impute them before training"
             )
     _SUPPORT_CHECKS[support or "real"](x, name, likelihood)
+
+
+def recorded_image_shape(channels: int, height: int, width: int) -> tuple[int, ...]:
+    """The ``image_shape`` of ``(C, H, W)`` images: ``(H, W)`` for one channel (grey levels,
+    as run folders have always recorded them), else ``(C, H, W)``."""
+    dims = (int(channels), int(height), int(width))
+    return dims[1:] if dims[0] == 1 else dims
 
 
 def value_levels(*xs: torch.Tensor, most: int = 256) -> int | None:

@@ -212,4 +212,5 @@ def load_idx_dataset(
         support="unit",
         num_classes=spec.num_classes,
         class_names=spec.class_names,
+        levels=256 if arrays["x_train"].dtype == np.uint8 else None,
     )

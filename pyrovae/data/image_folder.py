@@ -11,6 +11,7 @@ among colour ones are converted, an alpha channel is dropped. All must share one
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
-from pyrovae.data.dataset import Dataset, checked, first_line, support_of
+from pyrovae.data.dataset import Dataset, checked, first_line, recorded_image_shape, support_of
 from pyrovae.errors import PyrovaeError
 
 TEST_FRACTION = 0.2
@@ -51,15 +52,26 @@ def _labelled_files(folder: Path) -> tuple[list[Path], list[int] | None, list[st
     return files, labels, classes
 
 
-def _open(path: Path) -> Image.Image:
+@contextmanager
+def _unreadable_as_error(path: Path):
     try:
-        image = Image.open(path)
-        image.load()
-        return image
+        yield
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise PyrovaeError(
             f"cannot read {path} as an image ({first_line(err)}); remove it or save it again"
         ) from err
+
+
+def _mode(path: Path) -> str:
+    """The image's mode, read from its header alone (no pixels decoded)."""
+    with _unreadable_as_error(path), Image.open(path) as image:
+        return image.mode
+
+
+def _decoded(path: Path, grey: bool) -> torch.Tensor:
+    """``(C, H, W)`` uint8 pixels of the image at ``path``, as grey levels or RGB."""
+    with _unreadable_as_error(path), Image.open(path) as image:
+        return v2.functional.pil_to_tensor(image.convert("L" if grey else "RGB"))
 
 
 def _tensors(files: list[Path], grey: bool, image_size: int | None) -> torch.Tensor:
@@ -70,9 +82,7 @@ def _tensors(files: list[Path], grey: bool, image_size: int | None) -> torch.Ten
         resize = v2.Compose([v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)])
     images, first = [], None
     for path in files:
-        image = _open(path)
-        image = image.convert("L") if grey else image.convert("RGB")
-        t = v2.functional.pil_to_tensor(image)  # (C, H, W) uint8
+        t = _decoded(path, grey)
         if resize is not None:
             t = resize(t)
         if first is None:
@@ -107,7 +117,7 @@ def load_image_folder(path: Path, image_size: int | None = None) -> Dataset:
             f"({found[0][2]} and {found[1][2]}); give both the same classes"
         )
     files = [f for part, _, _ in found for f in part]
-    grey = all(_open(f).mode in GREY_MODES for f in files)
+    grey = all(_mode(f) in GREY_MODES for f in files)
     x = _tensors(files, grey, image_size)
     labels = None if found[0][1] is None else torch.tensor([y for _, ys, _ in found for y in ys])
     if split:
@@ -118,8 +128,7 @@ def load_image_folder(path: Path, image_size: int | None = None) -> Dataset:
         n_test = max(1, round(TEST_FRACTION * len(files)))
         test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
     rows = x.reshape(len(x), -1).to(torch.float32) / 255.0
-    channels, height, width = x.shape[1:]
-    image_shape = (height, width) if channels == 1 else (channels, height, width)
+    channels, height, width = (int(d) for d in x.shape[1:])
     classes = found[0][2]
     dataset = Dataset(
         name=path.name,
@@ -127,10 +136,11 @@ def load_image_folder(path: Path, image_size: int | None = None) -> Dataset:
         x_test=rows[test_idx],
         y_train=None if labels is None else labels[train_idx],
         y_test=None if labels is None else labels[test_idx],
-        image_shape=image_shape,
+        image_shape=recorded_image_shape(channels, height, width),
         support="unit",
         num_classes=None if classes is None else len(classes),
         class_names=None if classes is None else tuple(classes),
+        levels=256,  # 8-bit images, resized as 8-bit images
         layout=(
             f"{path.name}/: {len(files)} {'grey' if grey else 'RGB'} images "
             f"{width}x{height}{' (resized and centre-cropped)' if image_size else ''}, "

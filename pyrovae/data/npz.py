@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyrovae.data.dataset import Dataset, check_labels, checked, first_line, support_of
+from pyrovae.data.dataset import (
+    Dataset,
+    check_labels,
+    checked,
+    first_line,
+    recorded_image_shape,
+    support_of,
+    value_levels,
+)
 from pyrovae.errors import PyrovaeError
 
 
@@ -91,9 +99,8 @@ def _npz_x(x: np.ndarray, key: str) -> tuple[torch.Tensor, tuple[int, ...] | Non
         x = np.moveaxis(x, 3, 1)
     image_shape = None
     if layout != "rows":
-        image_shape = tuple(int(d) for d in x.shape[1:])
-        if image_shape[0] == 1 and len(image_shape) == 3:
-            image_shape = image_shape[1:]  # one channel is recorded as (H, W), grey levels
+        image_shape = recorded_image_shape(*x.shape[1:]) if x.ndim == 4 else x.shape[1:]
+        image_shape = tuple(int(d) for d in image_shape)
     eight_bit = x.dtype == np.uint8
     rows = x.reshape(len(x), -1).astype(np.float32)
     if eight_bit:
@@ -129,6 +136,14 @@ def _npz_y(y: np.ndarray | None, key: str, n: int) -> torch.Tensor | None:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _levels(train: np.ndarray, test: np.ndarray, *rows: torch.Tensor) -> int | None:
+    """256 for uint8 arrays (8-bit levels / 255); for other numbers, the grid the values are
+    on, if any (:func:`~pyrovae.data.dataset.value_levels`)."""
+    if train.dtype == np.uint8 and test.dtype == np.uint8:
+        return 256
+    return value_levels(*rows)
+
+
 def load_npz(path: Path) -> Dataset:
     """A data set from ``path``: x_train, x_test as (n, D), (n, H, W), (n, H, W, C) or
     (n, C, H, W) with C = 1 or 3 (uint8: 8-bit levels, divided by 255); optional y_train,
@@ -155,6 +170,7 @@ def load_npz(path: Path) -> Dataset:
         support="real",
         num_classes=max(int(y.max()) for y in labels) + 1 if labels else None,
         layout=f"{path.name}: {read_train}; {read_test}",
+        levels=_levels(arrays["x_train"], arrays["x_test"], x_train, x_test),
     )
     checked(dataset)
     dataset.support = support_of(x_train, x_test)

@@ -88,7 +88,8 @@ class PreparedData:
     def discrete(self) -> bool:
         """Whether the held-out rows are scored by a probability mass function (binary or
         quantized values), so that log-likelihoods convert to bits per dimension."""
-        return self.support in ("binary", "levels") and _is_binary_or_grid(self)
+        # Gray levels scored by a Bernoulli (--gray-bernoulli) are not a probability mass.
+        return self.support == "levels" or (self.support == "binary" and _is_binary(self.x_test))
 
     @property
     def batch_transform(self):
@@ -106,11 +107,6 @@ class PreparedData:
 
 def _is_binary(x: torch.Tensor) -> bool:
     return bool(((x == 0) | (x == 1)).all())
-
-
-def _is_binary_or_grid(data: PreparedData) -> bool:
-    # Gray levels scored by a Bernoulli (--gray-bernoulli) are not a probability mass.
-    return data.support == "levels" or _is_binary(data.x_test)
 
 
 def prepare(

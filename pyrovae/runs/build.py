@@ -102,7 +102,7 @@ def model_spec(config: TrainConfig, dataset: Dataset, recipe: type[Recipe]) -> M
         num_classes=dataset.num_classes,
         num_data=n - round(config.val_fraction * n),
         image_shape=dataset.image_shape,
-        levels=data_lib.value_levels(dataset.x_train, dataset.x_test),
+        levels=dataset.levels,
         net=config.net,
         options=dict(config.options),
     )
@@ -165,7 +165,8 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
         )
     recipe = recipe_cls()
     model, guide = pair.model, pair.guide
-    if recipe_cls is Recipe and _is_user_pair(names):
+    user = _is_user_pair(names)
+    if recipe_cls is Recipe and user:
         model, guide, recipe = settle_feed(model, guide, spec, dataset, config, who)
     probe = dataset.x_train[: config.batch_size].to(device)
     probe_labels = None if dataset.y_train is None else dataset.y_train[: probe.shape[0]]
@@ -186,7 +187,7 @@ def build(resolved: Resolved, dataset: Dataset, device: torch.device) -> Built:
     )
     _register_conditions((model, guide), data)
     check_feed(model, guide, data, config.batch_size, device, who)
-    read = watched.fields_read() if _is_user_pair(names) else None
+    read = watched.fields_read() if user else None
     return Built(data, spec, model, guide, pair.guide_name, recipe, config, device, read)
 
 
