@@ -6,13 +6,11 @@ as for the other diagnostics; see :mod:`pyrovae.inference.diagnostics.predictive
 :mod:`pyrovae.inference.diagnostics.quality` for what is measured.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from pyrovae.atomic import FILE_MODE
+from pyrovae.atomic import atomic_write_named
 from pyrovae.folder.layout import DIAGNOSTIC_FIGURES
 from pyrovae.inference.diagnostics import quality
 from pyrovae.inference.diagnostics.predictive import (
@@ -137,12 +135,5 @@ def write_criticism(folder: Path, check: PredictiveCheck | None, sample_quality:
 def write_predictive(path: Path, check: PredictiveCheck) -> Path:
     """``predictive.nc``: :func:`inference_data` of the check, written atomically."""
     idata = inference_data(check)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_named(path, idata.to_netcdf)
     return path

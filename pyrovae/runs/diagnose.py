@@ -26,8 +26,6 @@ Written to the run folder: ``diagnostics.json``, ``posterior.nc`` (ArviZ) and fi
 
 import json
 import math
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -39,7 +37,7 @@ import pyro
 import torch
 import xarray as xr
 
-from pyrovae.atomic import FILE_MODE, atomic_write_text
+from pyrovae.atomic import atomic_write_named, atomic_write_text
 from pyrovae.errors import PyrovaeError
 from pyrovae.folder.layout import DIAGNOSTIC_FIGURES, check_writable, json_ready
 from pyrovae.inference.diagnostics.amortization import amortization_gap
@@ -536,14 +534,7 @@ def _write_inference_data(path: Path, weights, khat, reference, globals_drawn=No
             attrs={"units": "nats", "description": "log p(x, z) - log q(z | x), z ~ q"},
         )
         idata.add_groups({"importance": importance}, warn_on_custom_groups=False)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write_named(path, idata.to_netcdf)
     return path
 
 
